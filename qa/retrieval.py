@@ -1,0 +1,167 @@
+"""Hybrid retrieval: dense (Chroma) + lexical (BM25) fused by reciprocal rank, then de-duplicated.
+
+Both are LlamaIndex components (a BaseRetriever and a BaseNodePostprocessor), so they plug into any
+LlamaIndex query engine; QAEngine calls them directly to keep per-stage timings.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from llama_index.core.bridge.pydantic import PrivateAttr
+from llama_index.core.postprocessor.types import BaseNodePostprocessor
+from llama_index.core.retrievers import BaseRetriever
+from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
+
+from qa.embeddings import LocalEmbedding
+from qa.lexical import LexicalIndex
+from qa.store import Store
+
+RRF_K = 60
+
+
+@dataclass
+class Snapshot:
+    """What readers may see: the committed chunks, their texts and metadata, and the BM25 index over them."""
+
+    texts: dict[str, str]
+    metadatas: dict[str, dict[str, Any]]
+    lexical: LexicalIndex
+    manifest_key: str = ""
+
+    @classmethod
+    def load(cls, store: Store) -> "Snapshot":
+        manifest = store.manifest()
+        valid = [cid for r in manifest.values() for cid in r.chunk_ids]
+        got = store.read_chunks(valid)
+        texts = dict(zip(got["ids"], got["documents"]))
+        metas = {i: _public_meta(m) for i, m in zip(got["ids"], got["metadatas"])}
+        ids = list(texts)
+        key = "|".join(sorted(f"{s}:{r.file_hash}:{r.signature}" for s, r in manifest.items()))
+        return cls(texts, metas, LexicalIndex(ids, [texts[i] for i in ids]), key)
+
+
+def _public_meta(md: dict[str, Any] | None) -> dict[str, Any]:
+    md = md or {}
+    return {k: md.get(k, "") for k in ("source", "title", "language", "url", "date", "position")}
+
+
+@dataclass
+class Timings:
+    stages: dict[str, float] = field(default_factory=dict)
+
+    def add(self, stage: str, since: float) -> float:
+        now = time.perf_counter()
+        self.stages[stage] = self.stages.get(stage, 0.0) + now - since
+        return now
+
+
+class HybridRetriever(BaseRetriever):
+    """Dense and BM25 candidates fused by weighted reciprocal rank; nodes carry their embeddings."""
+
+    def __init__(
+        self,
+        store: Store,
+        snapshot: Snapshot,
+        embed_model: LocalEmbedding,
+        candidates: int = 30,
+        dense_weight: float = 1.0,
+        lexical_weight: float = 1.0,
+    ):
+        super().__init__()
+        self.store = store
+        self.snapshot = snapshot
+        self.embed_model = embed_model
+        self.candidates = candidates
+        self.dense_weight = dense_weight
+        self.lexical_weight = lexical_weight
+
+    def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
+        return self.search(query_bundle.query_str, query_bundle.embedding)
+
+    def search(self, query: str, query_embedding=None, timings: Timings | None = None) -> list[NodeWithScore]:
+        timings = timings or Timings()
+        t = time.perf_counter()
+        if query_embedding is None:
+            query_embedding = self.embed_model.encode([query], is_query=True)[0]
+        q = np.asarray(query_embedding, dtype=np.float32)
+        t = timings.add("embed_query", t)
+
+        snap = self.snapshot
+        dense: dict[str, float] = {}
+        embeddings: dict[str, np.ndarray] = {}
+        if self.dense_weight > 0:
+            # Ask for a few extra: chunks of an uncommitted version are filtered out here.
+            got = self.store.query_chunks(q.tolist(), self.candidates + 10)
+            for cid, dist, emb in zip(got["ids"][0], got["distances"][0], got["embeddings"][0]):
+                if cid in snap.texts and len(dense) < self.candidates:
+                    dense[cid] = 1.0 - float(dist)
+                    embeddings[cid] = np.asarray(emb, dtype=np.float32)
+        t = timings.add("dense_search", t)
+
+        lexical = dict(snap.lexical.search(query, self.candidates)) if self.lexical_weight > 0 else {}
+        t = timings.add("lexical_search", t)
+
+        fused: dict[str, float] = {}
+        for weight, ranking in ((self.dense_weight, dense), (self.lexical_weight, lexical)):
+            for rank, cid in enumerate(sorted(ranking, key=ranking.get, reverse=True)):
+                fused[cid] = fused.get(cid, 0.0) + weight / (RRF_K + rank + 1)
+        order = sorted(fused, key=fused.get, reverse=True)[: self.candidates]
+        missing = [cid for cid in order if cid not in embeddings]
+        if missing:
+            got = self.store.read_chunks(missing, with_embeddings=True)
+            for cid, emb in zip(got["ids"], got["embeddings"]):
+                embeddings[cid] = np.asarray(emb, dtype=np.float32)
+        nodes = []
+        for cid in order:
+            emb = embeddings.get(cid)
+            if emb is None:
+                continue
+            md = dict(snap.metadatas[cid])
+            md["dense_score"] = float(dense.get(cid, float(emb @ q)))
+            md["lexical_score"] = float(lexical.get(cid, 0.0))
+            node = TextNode(id_=cid, text=snap.texts[cid], metadata=md, embedding=emb.tolist())
+            node.excluded_embed_metadata_keys = list(md)
+            node.excluded_llm_metadata_keys = ["dense_score", "lexical_score", "position"]
+            nodes.append(NodeWithScore(node=node, score=fused[cid]))
+        timings.add("fusion", t)
+        return nodes
+
+
+class DiversityPostprocessor(BaseNodePostprocessor):
+    """Keeps the best top_k nodes while skipping near-duplicates (the same story in two languages).
+
+    A node whose embedding is closer than `max_similarity` to an already kept node from another file,
+    or that would be the (max_per_source + 1)-th from one file, goes after all others, so it is used only
+    when nothing else is left.
+    """
+
+    top_k: int = 5
+    max_similarity: float = 0.9
+    max_per_source: int = 3
+    _unused: Any = PrivateAttr(default=None)
+
+    def _postprocess_nodes(self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None = None) -> list[NodeWithScore]:
+        kept: list[NodeWithScore] = []
+        deferred: list[NodeWithScore] = []
+        per_source: dict[str, int] = {}
+        for n in nodes:
+            src = n.node.metadata.get("source", "")
+            emb = np.asarray(n.node.embedding or [], dtype=np.float32)
+            duplicate = any(
+                k.node.metadata.get("source") != src
+                and emb.size
+                and float(emb @ np.asarray(k.node.embedding, dtype=np.float32)) > self.max_similarity
+                for k in kept
+            )
+            if duplicate or per_source.get(src, 0) >= self.max_per_source:
+                deferred.append(n)
+                continue
+            kept.append(n)
+            per_source[src] = per_source.get(src, 0) + 1
+            if len(kept) == self.top_k:
+                break
+        return (kept + deferred)[: self.top_k]

@@ -1,0 +1,135 @@
+"""Script-aware text primitives: sentence splitting, token counting, lexical terms, language guess.
+
+One place for everything that must behave the same for Latin, Arabic and CJK text.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections import Counter
+
+_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+_CJK_RE = re.compile(f"[{_CJK}]")
+
+# A sentence ends at . ! ? … ؟ (followed by space or end), at 。！？ (no space needed in CJK), or at a newline.
+# The whitespace after the end mark stays with the sentence, so sentences concatenate back to the text.
+_SENTENCE_END = re.compile(
+    r"""(?:
+        [.!?…؟]+["'»”’)\]]*(?=\s|$)   # Latin and Arabic end marks before a space
+      | [。！？]+[」』”’）)]*           # CJK end marks
+      | \n                           # a line break ends a line-based sentence (headings, bullets)
+    )\s*""",
+    re.VERBOSE,
+)
+# Inside a sentence, clauses end at commas and semicolons of every script (used only for over-long sentences).
+CLAUSE_REGEX = r"[^,;:،؛，；：、]+[,;:،؛，；：、]+\s*|[^,;:،؛，；：、]+$"
+
+_TOKEN_RE = re.compile(f"[{_CJK}]|[^\\W_]+|[^\\w\\s]", re.UNICODE)
+_WORD_RE = re.compile(f"[{_CJK}]+|[^\\W_]+", re.UNICODE)
+_ARABIC_DIACRITICS = re.compile("[\u0610-\u061a\u064b-\u065f\u0670\u06d6-\u06ed\u0640]")
+_ARABIC_RE = re.compile("[\u0600-\u06ff]")
+
+
+def split_sentences(text: str) -> list[str]:
+    """Split text into sentences; ''.join(result) == text, so every sentence is a verbatim substring."""
+    out: list[str] = []
+    start = 0
+    for m in _SENTENCE_END.finditer(text):
+        if m.end() > start:
+            out.append(text[start : m.end()])
+            start = m.end()
+    if start < len(text):
+        out.append(text[start:])
+    return [s for s in out if s]
+
+
+def tokens(text: str) -> list[str]:
+    """Approximate model tokens: words, punctuation marks and single CJK characters."""
+    return _TOKEN_RE.findall(text)
+
+
+def count_tokens(text: str) -> int:
+    return len(tokens(text))
+
+
+def _fold(word: str) -> str:
+    word = unicodedata.normalize("NFKD", word.lower())
+    return "".join(c for c in word if not unicodedata.combining(c))
+
+
+def _arabic(word: str) -> str:
+    word = _ARABIC_DIACRITICS.sub("", word)
+    word = re.sub("[أإآ]", "ا", word).replace("ة", "ه").replace("ى", "ي")
+    for prefix in ("وال", "بال", "كال", "فال", "لل", "ال"):
+        if word.startswith(prefix) and len(word) - len(prefix) >= 3:
+            return word[len(prefix) :]
+    return word
+
+
+def lexical_terms(text: str) -> list[str]:
+    """Terms for BM25: folded Latin words, normalised Arabic words (article stripped), CJK bigrams.
+
+    CJK has no spaces, so overlapping character bigrams (plus single characters for one-character runs)
+    stand in for words; that matches 麦格理 inside 美国麦格理公司 without a segmenter.
+    """
+    terms: list[str] = []
+    for run in _WORD_RE.findall(text):
+        if _CJK_RE.match(run):
+            if len(run) == 1:
+                terms.append(run)
+            terms.extend(run[i : i + 2] for i in range(len(run) - 1))
+        elif _ARABIC_RE.search(run):
+            terms.append(_arabic(run))
+        else:
+            w = _fold(run)
+            # Elided French articles (l'IA, d'OpenAI) are split off by \w, so drop one-letter leftovers.
+            if len(w) > 1 or w.isdigit():
+                terms.append(w)
+    return terms
+
+
+_STOPWORDS = {
+    "en": "the and of to in is that for it with as was on are be by this what who how why when which does did".split(),
+    "fr": "le la les de des du et est une un que qui dans pour pas sur au aux avec ce cette sont été quel quelle".split(),
+    "es": "el la los las de del y es una un que en por para con no se su al lo como más qué".split(),
+    "de": "der die das und ist nicht ein eine zu den mit von sich auf für dem des im wie was wer".split(),
+    "it": "il lo la gli le di e che è un una per non con del della sono come cosa chi".split(),
+    "pt": "o a os as de do da e que em um uma para com não por se na no como quem qual".split(),
+}
+
+
+def detect_language(text: str) -> str:
+    """Guess an ISO 639-1 code from the script, then from stopwords for Latin text ('und' if unsure)."""
+    sample = text[:4000]
+    letters = [c for c in sample if c.isalpha()]
+    if not letters:
+        return "und"
+    n = len(letters)
+    cjk = sum(1 for c in letters if "\u4e00" <= c <= "\u9fff" or "\u3400" <= c <= "\u4dbf")
+    kana = sum(1 for c in letters if "\u3040" <= c <= "\u30ff")
+    hangul = sum(1 for c in letters if "\uac00" <= c <= "\ud7af")
+    arabic = sum(1 for c in letters if "\u0600" <= c <= "\u06ff")
+    cyrillic = sum(1 for c in letters if "\u0400" <= c <= "\u04ff")
+    hebrew = sum(1 for c in letters if "\u0590" <= c <= "\u05ff")
+    if kana > 0.1 * n:
+        return "ja"
+    if hangul > 0.2 * n:
+        return "ko"
+    # CJK characters carry a word each, so a smaller share already means Chinese text with Latin names.
+    if cjk > 0.15 * n:
+        return "zh"
+    if arabic > 0.3 * n:
+        return "ar"
+    if cyrillic > 0.3 * n:
+        return "ru"
+    if hebrew > 0.3 * n:
+        return "he"
+    words = Counter(w.lower() for w in re.findall(r"[^\W\d_]+", sample))
+    scores = {lang: sum(words[w] for w in stop) for lang, stop in _STOPWORDS.items()}
+    best = max(scores, key=scores.get)
+    return best if scores[best] > 0 else "en"
+
+
+def is_rtl(language: str) -> bool:
+    return language in {"ar", "he", "fa", "ur"}
