@@ -49,6 +49,7 @@ class ScoredSentence:
     score: float
     similarity: float
     embedding: np.ndarray
+    rank_score: float = 0.0
 
 
 _LEADING_JUNK = re.compile(r"^[\s?•·*\-–—>]+")
@@ -62,8 +63,12 @@ class ExtractiveAnswerer:
     """
 
     def __init__(self, store: Store | None, floor: float, max_sentences: int = 3, lexical_weight: float = 0.25,
-                 margin: float = 0.06, idf=None, sentence_source=None):
+                 margin: float = 0.06, idf=None, sentence_source=None, centroids=None, duplicate: float = 0.85,
+                 rank_prior: float = 0.02):
+        self.rank_prior = rank_prior
         self.store = store
+        self.centroids = centroids or {}  # language -> mean vector, to remove the same-language bias
+        self.duplicate = duplicate
         # Where sentence vectors come from: the store (precomputed at ingestion) unless told otherwise.
         self.sentence_source = sentence_source or self._stored_sentences
         self.floor = floor
@@ -83,6 +88,7 @@ class ExtractiveAnswerer:
             rank_of.setdefault(n.node.node_id, r)
         q_terms = {t: self.idf(t) for t in set(lexical_terms(question))}
         q_weight = sum(q_terms.values()) or 1.0
+        bias = {lang: float(c @ q) for lang, c in self.centroids.items()}
         out = []
         for text, chunk_id, emb in self.sentence_source(nodes):
             snippet = _LEADING_JUNK.sub("", text).strip()
@@ -93,9 +99,14 @@ class ExtractiveAnswerer:
             terms = set(lexical_terms(snippet))
             overlap = sum(w for t, w in q_terms.items() if t in terms) / q_weight
             rank = rank_of[chunk_id]
-            score = sim + self.lexical_weight * overlap + 0.02 / (1 + rank)
-            out.append(ScoredSentence(snippet, rank, score, sim, emb))
-        out.sort(key=lambda s: s.score, reverse=True)
+            score = sim + self.lexical_weight * overlap + self.rank_prior / (1 + rank)
+            # Ranking uses the language-centred similarity (a Chinese question must not prefer Chinese
+            # sentences for being Chinese); the refusal floor uses the raw score, which is comparable across
+            # questions.
+            lang = nodes[rank].node.metadata.get("language", "")
+            rank_score = score - bias.get(lang, 0.0)
+            out.append(ScoredSentence(snippet, rank, score, sim, emb, rank_score))
+        out.sort(key=lambda s: s.rank_score, reverse=True)
         return out
 
     def evidence(self, sentences: list[ScoredSentence], nodes: list[NodeWithScore]) -> float:
@@ -112,12 +123,12 @@ class ExtractiveAnswerer:
         if self.evidence(sentences, nodes) < self.floor:
             return Answer(not_in_corpus(language), refused=True, question=question, language=language, sources=sources)
         chosen: list[ScoredSentence] = []
-        best = sentences[0].score
+        best = sentences[0].rank_score
         for s in sentences:
-            if len(chosen) == self.max_sentences or s.score < best - self.margin:
+            if len(chosen) == self.max_sentences or s.rank_score < best - self.margin:
                 break
             # A translation of a sentence already chosen adds nothing for the reader.
-            if any(float(s.embedding @ c.embedding) > 0.9 or s.text == c.text for c in chosen):
+            if any(float(s.embedding @ c.embedding) > self.duplicate or s.text == c.text for c in chosen):
                 continue
             chosen.append(s)
         # One number per quoted sentence, so every [n] points at exactly the text it stands for.

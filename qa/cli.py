@@ -14,7 +14,7 @@ def _settings(args: argparse.Namespace):
     from qa.settings import load_settings
 
     overrides = {}
-    if getattr(args, "top_k", None):
+    if getattr(args, "top_k", None) is not None:
         overrides["top_k"] = args.top_k
     if getattr(args, "mode", None) == "offline":
         overrides["mode"] = "offline"
@@ -52,8 +52,11 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_ask(args: argparse.Namespace) -> int:
     from qa.engine import QAEngine
 
-    question = " ".join(args.question)
-    engine = QAEngine(_settings(args))
+    from qa.engine import clean_question
+
+    settings = _settings(args)
+    question = clean_question(" ".join(args.question), settings.max_question_chars)  # before loading anything
+    engine = QAEngine(settings)
     if args.json:
         answer = engine.ask(question)
         print(json.dumps(answer.to_dict(), ensure_ascii=False, indent=2))

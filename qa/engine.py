@@ -85,13 +85,16 @@ class QAEngine:
         self._load()
 
     # --- state -------------------------------------------------------------------------------
-    def _load(self) -> None:
-        snapshot = Snapshot.load(self.store)
+    def _load(self, store: Store | None = None) -> None:
+        store = store or self.store
+        snapshot = Snapshot.load(store)
         if not snapshot.texts:
             raise StoreError(f"the index at {describe_location(self.settings)} has no documents; run `qa ingest`")
+        self.store = store
         self.snapshot = snapshot
-        self.retriever = HybridRetriever(self.store, snapshot, self.embed_model)
-        self.answerer = ExtractiveAnswerer(self.store, self.settings.relevance_floor, idf=snapshot.lexical.idf)
+        self.retriever = HybridRetriever(store, snapshot, self.embed_model)
+        self.answerer = ExtractiveAnswerer(store, self.settings.relevance_floor, idf=snapshot.lexical.idf,
+                                           centroids=snapshot.centroids)
 
     def refresh(self) -> bool:
         """Reload after an ingestion; returns True when the store had changed."""
@@ -100,7 +103,11 @@ class QAEngine:
             key = "|".join(sorted(f"{s}:{r.file_hash}:{r.signature}" for s, r in manifest.items()))
             if key == self.snapshot.manifest_key:
                 return False
-            self._load()
+            # A fresh client: an embedded one keeps vector indexes in memory and would miss what another
+            # process (`qa ingest` in a terminal) wrote. Questions in flight finish on the old one.
+            fresh = Store(self.settings)
+            fresh.reopen()
+            self._load(fresh)
             return True
 
     def stats(self) -> CorpusStats:
@@ -159,14 +166,18 @@ class QAEngine:
         timings = Timings()
         answer: Answer | None = None
         notice = ""
+        retrieved: dict = {}  # the LLM path leaves its retrieval here so a fallback does not redo it
         if self.llm is not None:
             try:
-                answer = yield from self._stream_llm(question, hist, language, top_k, timings)
+                answer = yield from self._stream_llm(question, hist, language, top_k, timings, retrieved)
             except LLMError as exc:
                 notice = f"{exc}. Showing the offline answer instead."
                 yield "\n\n"
         if answer is None:
-            nodes, q = self._nodes(self._search_query(question, hist), top_k, timings)
+            if not hist and "nodes" in retrieved:
+                nodes, q = retrieved["nodes"], retrieved["q"]
+            else:
+                nodes, q = self._nodes(self._search_query(question, hist), top_k, timings)
             t = time.perf_counter()
             answer = self.answerer.answer(question, q, nodes, language)
             timings.add("answer", t)
@@ -177,11 +188,12 @@ class QAEngine:
         answer.timings = dict(timings.stages)
         yield answer
 
-    def _stream_llm(self, question, hist, language, top_k, timings) -> Iterator[str]:
+    def _stream_llm(self, question, hist, language, top_k, timings, retrieved: dict) -> Iterator[str]:
         t = time.perf_counter()
         standalone = self.llm.condense(question, hist) if hist else question
         timings.add("condense", t)
-        nodes, _ = self._nodes(standalone, top_k, timings)
+        nodes, q = self._nodes(standalone, top_k, timings)
+        retrieved.update(nodes=nodes, q=q)
         sources = [node_to_source(n) for n in nodes]
         if not sources:
             return Answer(not_in_corpus(language), refused=True, mode="llm", question=question, language=language)
@@ -206,7 +218,8 @@ class QAEngine:
             if tail:
                 yield tail
         timings.add("generate", t)
-        if REFUSAL_TOKEN in raw or not raw.strip():
+        # A reply cut short inside the token ("NOT_IN") is still the model declining.
+        if REFUSAL_TOKEN in raw or (held and REFUSAL_TOKEN.startswith(raw.strip())):
             return Answer(not_in_corpus(language), refused=True, mode="llm", question=question, language=language,
                           sources=sources)
         text, citations = check_citations(raw, sources)

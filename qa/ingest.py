@@ -61,12 +61,14 @@ def writer_lock(settings: Settings):
         key = hashlib.sha1(f"{settings.chroma_host}:{settings.chroma_port}/{settings.collection}".encode()).hexdigest()[:16]
         path = Path(tempfile.gettempdir()) / f"qa-ingest-{key}.lock"
     else:
-        Path(settings.persist_dir).mkdir(parents=True, exist_ok=True)
         path = Path(settings.persist_dir) / f".ingest-{settings.collection}.lock"
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
     except OSError as exc:
-        raise StoreError(f"cannot create the lock file {path} ({exc.strerror}); check that the folder is writable") from None
+        raise StoreError(
+            f"cannot create the lock file {path} ({exc.strerror or exc}); check that {path.parent} is a writable folder"
+        ) from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

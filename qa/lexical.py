@@ -22,6 +22,7 @@ class LexicalIndex:
         if self.ids:
             self._bm25.index(corpus, show_progress=False)
         self._df = Counter(term for terms in corpus for term in set(terms))
+        self._terms = [frozenset(terms) for terms in corpus]
         self._vocab: dict[str, int] = dict(getattr(self._bm25, "vocab_dict", {}) or {})
 
     def __len__(self) -> int:
@@ -32,13 +33,25 @@ class LexicalIndex:
         n, df = len(self.ids), self._df.get(term, 0)
         return max(0.05, math.log(1 + (n - df + 0.5) / (df + 0.5)))
 
-    def search(self, query: str, k: int) -> list[tuple[str, float]]:
-        """Top-k (chunk id, BM25 score) pairs with a positive score, best first."""
-        term_ids = [self._vocab[t] for t in lexical_terms(query) if t in self._vocab]
+    def search(self, query: str, k: int) -> list[tuple[str, float, float]]:
+        """Top-k (chunk id, BM25 score, coverage) with a positive score, best first.
+
+        coverage is the share of the query's IDF mass that the chunk contains: near 0 when only common
+        words match (a cross-lingual question sharing just "Sora"), near 1 when its rare names all match.
+        """
+        q_terms = set(lexical_terms(query))
+        term_ids = [self._vocab[t] for t in q_terms if t in self._vocab]
         if not term_ids or not self.ids:
             return []
         scores = self._bm25.get_scores_from_ids(term_ids)
         k = min(k, len(scores))
         top = np.argpartition(-scores, k - 1)[:k]
         top = top[np.argsort(-scores[top])]
-        return [(self.ids[i], float(scores[i])) for i in top if scores[i] > 0]
+        # Words absent from the corpus can match nothing, so they do not dilute the coverage.
+        weights = {t: self.idf(t) for t in q_terms if t in self._vocab}
+        total = sum(weights.values()) or 1.0
+        return [
+            (self.ids[i], float(scores[i]), sum(w for t, w in weights.items() if t in self._terms[i]) / total)
+            for i in top
+            if scores[i] > 0
+        ]

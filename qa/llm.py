@@ -31,9 +31,23 @@ _MARKER = re.compile(r"\[(\d+(?:\s*[,;]\s*\d+)*)\]")
 
 
 def endpoint_label(settings: Settings) -> str:
-    """Model and host for display, never the key."""
-    host = urlparse(settings.llm_base_url).netloc if settings.llm_base_url else "api.openai.com"
-    return f"{settings.llm_model} @ {host}"
+    """Model and host for display, never the key (nor credentials written into the URL)."""
+    if not settings.llm_base_url:
+        return f"{settings.llm_model} @ api.openai.com"
+    url = urlparse(settings.llm_base_url)
+    try:
+        port = url.port
+    except ValueError:
+        port = None
+    host = url.hostname or "?"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{settings.llm_model} @ {host}{f':{port}' if port else ''}"
+
+
+def _attr(value: str) -> str:
+    """Text that cannot end an attribute or a tag."""
+    return value.replace('"', "'").replace("<", "‹").replace(">", "›")
 
 
 def format_sources(sources: list[Source]) -> str:
@@ -41,8 +55,7 @@ def format_sources(sources: list[Source]) -> str:
     for i, s in enumerate(sources, start=1):
         # Escaping angle brackets keeps a document from closing its element and posing as instructions.
         text = s.text.replace("<", "‹").replace(">", "›")
-        title = s.title.replace('"', "'").replace("<", "‹").replace(">", "›")
-        blocks.append(f'<source id="{i}" file="{s.source}" title="{title}">\n{text}\n</source>')
+        blocks.append(f'<source id="{i}" file="{_attr(s.source)}" title="{_attr(s.title)}">\n{text}\n</source>')
     return "\n\n".join(blocks)
 
 
@@ -76,7 +89,13 @@ def check_citations(text: str, sources: list[Source]) -> tuple[str, list[Citatio
 
 
 class MarkerFilter:
-    """Streams text while holding back an open '[...' until it is known to be a valid citation."""
+    """Streams text while holding back an open '[...' until it is known whether it is a citation marker.
+
+    Agrees with check_citations: whatever check_citations removes from the whole text, the filter removes
+    from the stream, however the text is split into deltas.
+    """
+
+    MAX_HELD = 32  # an opening longer than this without ']' is plain text
 
     def __init__(self, n_sources: int):
         self.n = n_sources
@@ -84,51 +103,60 @@ class MarkerFilter:
 
     def feed(self, delta: str) -> str:
         self.pending += delta
-        out = ""
+        out: list[str] = []
         while self.pending:
             i = self.pending.find("[")
             if i < 0:
-                out, self.pending = out + self.pending, ""
+                out.append(self.pending)
+                self.pending = ""
                 break
-            out += self.pending[:i]
+            out.append(self.pending[:i])
             self.pending = self.pending[i:]
-            j = self.pending.find("]")
-            if j < 0:
-                if len(self.pending) > 12:  # not a marker after all
-                    out, self.pending = out + self.pending, ""
-                break
-            token = self.pending[: j + 1]
-            self.pending = self.pending[j + 1 :]
-            m = _MARKER.fullmatch(token)
+            m = _MARKER.match(self.pending)
             if m:
                 nums = [int(x) for x in re.split(r"\s*[,;]\s*", m.group(1))]
-                out += "".join(f"[{k}]" for k in nums if 1 <= k <= self.n)
-            else:
-                out += token
-        return out
+                out.append("".join(f"[{k}]" for k in nums if 1 <= k <= self.n))
+                self.pending = self.pending[m.end() :]
+                continue
+            opening = _OPENING.match(self.pending)
+            if opening.end() == len(self.pending) and len(self.pending) <= self.MAX_HELD:
+                break  # '[', '[1', '[1, 2' ...: may still become a marker
+            out.append("[")  # a literal bracket; scan on from the next character
+            self.pending = self.pending[1:]
+        return "".join(out)
 
     def flush(self) -> str:
         rest, self.pending = self.pending, ""
         return rest
 
 
+_OPENING = re.compile(r"\[[\d\s,;]*")
+_RETRY_STATUS = {408, 409, 429}
+MAX_RETRY_WAIT = 5.0  # seconds; a server asking for a longer pause fails at once instead
+
+
 class LLMClient:
-    """Thin wrapper over openai.OpenAI with bounded time and errors translated to LLMError."""
+    """Thin wrapper over openai.OpenAI with bounded time and errors translated to LLMError.
+
+    Retries are done here rather than by the openai client, which honours Retry-After pauses of up to
+    two minutes: a retry happens only after a refused connection, HTTP 408/409/429 or 5xx, and only when
+    the wait is at most min(MAX_RETRY_WAIT, llm_timeout). A request that timed out is not repeated.
+    """
 
     def __init__(self, settings: Settings):
-        import httpx
-        from openai import OpenAI
+        from openai import OpenAI, Timeout
 
         self.settings = settings
         key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else "not-needed"
         self.client = OpenAI(
             api_key=key,
             base_url=settings.llm_base_url,
-            timeout=httpx.Timeout(settings.llm_timeout, connect=min(5.0, settings.llm_timeout)),
-            max_retries=settings.llm_max_retries,
+            timeout=Timeout(settings.llm_timeout, connect=min(5.0, settings.llm_timeout)),
+            max_retries=0,
         )
         self.label = endpoint_label(settings)
 
+    # --- errors ------------------------------------------------------------------------------
     def _error(self, exc: Exception) -> LLMError:
         import openai
 
@@ -137,52 +165,100 @@ class LLMClient:
             case openai.AuthenticationError() | openai.PermissionDeniedError():
                 msg = f"the LLM endpoint {where} refused the API key (HTTP {exc.status_code}); check QA_LLM_API_KEY"
             case openai.RateLimitError():
-                msg = f"the LLM endpoint {where} is rate-limiting requests (HTTP 429); try again shortly"
+                wait = _retry_after(exc)
+                later = f"try again in {wait:.0f} s" if wait and wait >= 1 else "try again shortly"
+                msg = f"the LLM endpoint {where} is rate-limiting requests (HTTP 429); {later}"
             case openai.APITimeoutError():
-                msg = f"the LLM endpoint {where} did not answer within {self.settings.llm_timeout:.0f} s"
+                msg = f"the LLM endpoint {where} did not answer within {self.settings.llm_timeout:g} s"
+            case openai.APIConnectionError() if _broken_off(exc):
+                msg = f"the LLM endpoint {where} closed the connection before its reply was complete"
             case openai.APIConnectionError():
                 msg = f"cannot reach the LLM endpoint {where}; check QA_LLM_BASE_URL and that the server runs"
             case openai.APIStatusError():
                 msg = f"the LLM endpoint {where} failed (HTTP {exc.status_code})"
             case _:
                 msg = f"the LLM endpoint {where} sent an unusable reply ({type(exc).__name__})"
+        # Only the class name of the cause is kept: its text may quote the request or the key.
         return LLMError(msg)
 
+    def _retry_wait(self, exc: Exception, attempt: int) -> float | None:
+        """Seconds to wait before another attempt, or None when the failure is final."""
+        import openai
+
+        if attempt >= self.settings.llm_max_retries:
+            return None
+        match exc:
+            case openai.APITimeoutError():
+                return None  # a stalled server would make the user wait twice as long
+            case openai.APIStatusError() if exc.status_code in _RETRY_STATUS or exc.status_code >= 500:
+                wait = _retry_after(exc)
+            case openai.APIConnectionError():
+                wait = None
+            case _:
+                return None
+        if wait is None:
+            wait = 0.5 * 2**attempt
+        return wait if 0 <= wait <= min(MAX_RETRY_WAIT, self.settings.llm_timeout) else None
+
+    def _create(self, **kwargs):
+        attempt = 0
+        while True:
+            try:
+                return self.client.chat.completions.create(
+                    model=self.settings.llm_model, temperature=self.settings.llm_temperature, **kwargs
+                )
+            except Exception as exc:
+                wait = self._retry_wait(exc, attempt)
+                if wait is None:
+                    raise
+            time.sleep(wait)
+            attempt += 1
+
+    # --- calls -------------------------------------------------------------------------------
     def complete(self, messages: list[dict], max_tokens: int = 512) -> str:
+        error = None
         try:
-            resp = self.client.chat.completions.create(
-                model=self.settings.llm_model, messages=messages, temperature=self.settings.llm_temperature,
-                max_tokens=max_tokens,
-            )
+            resp = self._create(messages=messages, max_tokens=max_tokens)
             content = resp.choices[0].message.content
-        except LLMError:
-            raise
         except Exception as exc:  # openai errors, malformed JSON, missing fields
-            raise self._error(exc) from None
+            error = self._error(exc)
+        if error is not None:
+            raise error  # outside the except block: the openai error (which may quote the key) is not chained
         if not isinstance(content, str):
             raise LLMError(f"the LLM endpoint {self.label} sent a reply with no text")
         return content
 
     def stream(self, messages: list[dict], max_tokens: int = 512) -> Iterator[str]:
+        """Yields the reply's text deltas; raises LLMError if the reply fails, stalls or holds no text."""
         deadline = time.monotonic() + 2 * self.settings.llm_timeout
+        stream = None
+        got_text = False
+        error = None
         try:
-            stream = self.client.chat.completions.create(
-                model=self.settings.llm_model, messages=messages, temperature=self.settings.llm_temperature,
-                max_tokens=max_tokens, stream=True,
-            )
+            stream = self._create(messages=messages, max_tokens=max_tokens, stream=True)
             for event in stream:
                 if time.monotonic() > deadline:
-                    stream.close()
                     raise LLMError(f"the LLM endpoint {self.label} is streaming too slowly; answer abandoned")
                 if not event.choices:
                     continue
                 delta = event.choices[0].delta.content
                 if delta:
+                    got_text = got_text or not delta.isspace()
                     yield delta
         except LLMError:
             raise
         except Exception as exc:
-            raise self._error(exc) from None
+            error = self._error(exc)
+        finally:
+            if stream is not None:
+                try:
+                    stream.close()
+                except Exception:
+                    pass
+        if error is not None:
+            raise error  # not chained to the openai error, whose text may quote the key
+        if not got_text:
+            raise LLMError(f"the LLM endpoint {self.label} sent an empty reply")
 
     def condense(self, question: str, history: list[tuple[str, str]]) -> str:
         turns = "\n".join(f"User: {q}\nAssistant: {a[:500]}" for q, a in history[-3:])
@@ -192,3 +268,23 @@ class LLMClient:
         ]
         rewritten = self.complete(messages, max_tokens=120).strip().strip('"')
         return rewritten if 0 < len(rewritten) < 2 * len(question) + 300 else question
+
+
+def _retry_after(exc: Exception) -> float | None:
+    """The pause a 429/5xx reply asks for, in seconds (Retry-After-Ms or numeric Retry-After)."""
+    response = getattr(exc, "response", None)
+    headers = getattr(response, "headers", None) or {}
+    for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        try:
+            value = float(headers.get(name))
+        except (TypeError, ValueError):
+            continue
+        if value == value and value != float("inf"):  # not NaN, finite
+            return max(0.0, value / scale)
+    return None
+
+
+def _broken_off(exc: Exception) -> bool:
+    """Whether a connection error happened after the server had answered (vs. never reaching it)."""
+    cause = exc.__cause__ or exc.__context__
+    return type(cause).__name__ in {"RemoteProtocolError", "ReadError", "IncompleteRead"}

@@ -131,14 +131,14 @@ def clean(text: str) -> tuple[str, dict[str, str]]:
     in the original file.
     """
     meta: dict[str, str] = {}
-    # A leading Markdown link is the feed's title line: "[Title](url)".
-    first = _MD_LINK_RE.match(text.lstrip())
     for m in _COMMENT_RE.finditer(text):
         stamp = m.group(1).strip()
         if stamp.isdigit() and len(stamp) in (10, 13):  # epoch seconds or milliseconds
             secs = int(stamp) / (1000 if len(stamp) == 13 else 1)
             meta.setdefault("date", datetime.fromtimestamp(secs, tz=timezone.utc).date().isoformat())
     text = _COMMENT_RE.sub("", text)
+    # A leading Markdown link (after the feed's timestamp comment) is the title line: "[Title](url)".
+    first = _MD_LINK_RE.match(text.lstrip())
     if first:
         meta["title"] = html.unescape(first.group(1)).strip()
         meta["url"] = first.group(2)

@@ -20,7 +20,9 @@ from qa.embeddings import LocalEmbedding
 from qa.lexical import LexicalIndex
 from qa.store import Store
 
-RRF_K = 60
+# Measured on tests/eval/testset.jsonl (see README, "How the defaults were chosen").
+RRF_K = 6
+COVERAGE_POWER = 2.0
 
 
 @dataclass
@@ -31,6 +33,7 @@ class Snapshot:
     metadatas: dict[str, dict[str, Any]]
     lexical: LexicalIndex
     manifest_key: str = ""
+    centroids: dict[str, np.ndarray] = field(default_factory=dict)  # language -> mean chunk embedding
 
     @classmethod
     def load(cls, store: Store) -> "Snapshot":
@@ -41,7 +44,31 @@ class Snapshot:
         metas = {i: _public_meta(m) for i, m in zip(got["ids"], got["metadatas"])}
         ids = list(texts)
         key = "|".join(sorted(f"{s}:{r.file_hash}:{r.signature}" for s, r in manifest.items()))
-        return cls(texts, metas, LexicalIndex(ids, [texts[i] for i in ids]), key)
+        # The lexical index also sees the title and the site name, so "the RFI article" finds rfi.fr.
+        lexical_texts = [f"{metas[i]['title']} {_site(metas[i]['url'])}\n{texts[i]}" for i in ids]
+        return cls(texts, metas, LexicalIndex(ids, lexical_texts), key, _language_centroids(store, ids, metas))
+
+
+def _language_centroids(store: Store, ids: list[str], metas: dict[str, dict], sample: int = 2000) -> dict[str, np.ndarray]:
+    """Mean chunk vector per language, from a bounded sample so that opening a large store stays fast."""
+    by_lang: dict[str, list[str]] = {}
+    for cid in ids:
+        group = by_lang.setdefault(metas[cid]["language"], [])
+        if len(group) < sample:
+            group.append(cid)
+    out = {}
+    for lang, group in by_lang.items():
+        got = store.read_chunks(group, with_embeddings=True)
+        if got["embeddings"]:
+            out[lang] = np.mean(np.asarray(got["embeddings"], dtype=np.float32), axis=0)
+    return out
+
+
+def _site(url: str) -> str:
+    from urllib.parse import urlparse
+
+    host = urlparse(url).netloc if url else ""
+    return host.removeprefix("www.")
 
 
 def _public_meta(md: dict[str, Any] | None) -> dict[str, Any]:
@@ -69,7 +96,9 @@ class HybridRetriever(BaseRetriever):
         embed_model: LocalEmbedding,
         candidates: int = 30,
         dense_weight: float = 1.0,
-        lexical_weight: float = 1.0,
+        lexical_weight: float = 0.25,
+        sentence_weight: float = 0.5,
+        centering: float = 1.0,
     ):
         super().__init__()
         self.store = store
@@ -78,6 +107,8 @@ class HybridRetriever(BaseRetriever):
         self.candidates = candidates
         self.dense_weight = dense_weight
         self.lexical_weight = lexical_weight
+        self.sentence_weight = sentence_weight
+        self.centering = centering
 
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
         return self.search(query_bundle.query_str, query_bundle.embedding)
@@ -93,22 +124,46 @@ class HybridRetriever(BaseRetriever):
         snap = self.snapshot
         dense: dict[str, float] = {}
         embeddings: dict[str, np.ndarray] = {}
+        centered: dict[str, float] = {}
         if self.dense_weight > 0:
-            # Ask for a few extra: chunks of an uncommitted version are filtered out here.
-            got = self.store.query_chunks(q.tolist(), self.candidates + 10)
+            # Over-fetch: chunks of an uncommitted version are dropped here, and the rest are re-ranked.
+            got = self.store.query_chunks(q.tolist(), 3 * self.candidates)
+            # Multilingual models score text in the question's own language higher whatever it says;
+            # subtracting the question's similarity to each language's mean chunk removes that bias.
+            bias = {lang: float(c @ q) for lang, c in snap.centroids.items()}
             for cid, dist, emb in zip(got["ids"][0], got["distances"][0], got["embeddings"][0]):
-                if cid in snap.texts and len(dense) < self.candidates:
+                if cid in snap.texts:
                     dense[cid] = 1.0 - float(dist)
+                    centered[cid] = dense[cid] - self.centering * bias.get(snap.metadatas[cid]["language"], 0.0)
                     embeddings[cid] = np.asarray(emb, dtype=np.float32)
         t = timings.add("dense_search", t)
 
-        lexical = dict(snap.lexical.search(query, self.candidates)) if self.lexical_weight > 0 else {}
+        # Sentence vectors find a chunk through its single best sentence (a precise fact in a long chunk).
+        by_sentence: dict[str, float] = {}
+        if self.sentence_weight > 0:
+            got = self.store.query_sentences(q.tolist(), 3 * self.candidates)
+            for md, dist in zip(got["metadatas"][0], got["distances"][0]):
+                cid = md["chunk_id"]
+                if cid in snap.texts and cid not in by_sentence:
+                    by_sentence[cid] = 1.0 - float(dist)
+        t = timings.add("dense_search", t)
+
+        lexical: dict[str, float] = {}
+        coverage: dict[str, float] = {}
+        if self.lexical_weight > 0:
+            for cid, score, cov in snap.lexical.search(query, self.candidates):
+                lexical[cid], coverage[cid] = score, cov
         t = timings.add("lexical_search", t)
 
         fused: dict[str, float] = {}
-        for weight, ranking in ((self.dense_weight, dense), (self.lexical_weight, lexical)):
+        top_dense = dict(sorted(centered.items(), key=lambda kv: kv[1], reverse=True)[: self.candidates])
+        rankings = ((self.dense_weight, top_dense, None), (self.sentence_weight, by_sentence, None),
+                    (self.lexical_weight, lexical, coverage))
+        for weight, ranking, scale in rankings:
             for rank, cid in enumerate(sorted(ranking, key=ranking.get, reverse=True)):
-                fused[cid] = fused.get(cid, 0.0) + weight / (RRF_K + rank + 1)
+                # A lexical hit counts as much as the share of the question's rare words it contains.
+                w = weight * (scale[cid] ** COVERAGE_POWER if scale is not None else 1.0)
+                fused[cid] = fused.get(cid, 0.0) + w / (RRF_K + rank + 1)
         order = sorted(fused, key=fused.get, reverse=True)[: self.candidates]
         missing = [cid for cid in order if cid not in embeddings]
         if missing:

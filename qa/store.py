@@ -72,12 +72,19 @@ def describe_location(settings: Settings) -> str:
 def open_client(settings: Settings):
     """Embedded PersistentClient, or an HttpClient when chroma_host is set; telemetry off either way."""
     import chromadb
+    import httpx
     from chromadb.config import Settings as ChromaSettings
 
     chroma_settings = ChromaSettings(anonymized_telemetry=False)
     if settings.chroma_host:
+        host = f"[{settings.chroma_host}]" if ":" in settings.chroma_host else settings.chroma_host
         try:
+            # Chroma's own HTTP session has no timeout: a server that accepts but never answers would hang us.
+            httpx.get(f"http://{host}:{settings.chroma_port}/api/v2/heartbeat", timeout=5.0).raise_for_status()
             client = chromadb.HttpClient(host=settings.chroma_host, port=settings.chroma_port, settings=chroma_settings)
+            session = getattr(getattr(client, "_server", None), "_session", None)
+            if session is not None:
+                session.timeout = httpx.Timeout(60.0, connect=5.0)
             client.heartbeat()
         except Exception as exc:  # chromadb raises ValueError/ConnectionError/httpx errors here
             raise StoreError(
@@ -91,10 +98,18 @@ def open_client(settings: Settings):
         path.mkdir(parents=True, exist_ok=True)
         return chromadb.PersistentClient(path=str(path), settings=chroma_settings)
     except Exception as exc:
+        _forget_cached_client(path)  # Chroma caches it even when it failed to start; a repaired store must open
         raise StoreError(
             f"cannot open the Chroma store at {path} ({type(exc).__name__}: {str(exc)[:200]}); check that the folder "
             f"is writable, or move it away and run `qa ingest` to rebuild it"
         ) from None
+
+
+def _forget_cached_client(path: Path) -> None:
+    """Drop Chroma's per-process cache of the embedded client of `path`, so the next open reads the disk afresh."""
+    from chromadb.api.shared_system_client import SharedSystemClient
+
+    SharedSystemClient._identifier_to_system.pop(str(path), None)
 
 
 def _wrap(op: str, settings: Settings):
@@ -121,6 +136,13 @@ class Store:
         self.settings = settings
         self.name = name or settings.collection
         self.client = client or open_client(settings)
+
+    def reopen(self) -> None:
+        """Reconnect. An embedded client keeps its vector indexes in memory and does not see what another
+        process (`qa ingest` in a terminal) wrote; call this before reloading after such an ingestion."""
+        if not self.settings.chroma_host:
+            _forget_cached_client(Path(self.settings.persist_dir))
+        self.client = open_client(self.settings)
 
     # --- collections -----------------------------------------------------------------------
     def _get(self, suffix: str = "", create: bool = False, metadata: dict | None = None):
@@ -235,13 +257,15 @@ class Store:
             chunk_metas.append({k: ("" if v is None else v) for k, v in meta.items()})
         s_ids, s_texts, s_embs, s_metas = sentence_rows
         col, sent = self._get(), self._get("__sent")
+        # Sentences first: a chunk that exists always has its sentences, so a later run that finds the
+        # chunk left by an interrupted one (existing_chunk_ids) may reuse it as it is.
         with _wrap("writing chunks", self.settings):
-            for i in range(0, len(ids), _BATCH):
-                sl = slice(i, i + _BATCH)
-                col.upsert(ids=ids[sl], documents=texts[sl], embeddings=embeddings[sl], metadatas=chunk_metas[sl])
             for i in range(0, len(s_ids), _BATCH):
                 sl = slice(i, i + _BATCH)
                 sent.upsert(ids=s_ids[sl], documents=s_texts[sl], embeddings=s_embs[sl], metadatas=s_metas[sl])
+            for i in range(0, len(ids), _BATCH):
+                sl = slice(i, i + _BATCH)
+                col.upsert(ids=ids[sl], documents=texts[sl], embeddings=embeddings[sl], metadatas=chunk_metas[sl])
 
     def delete_chunks(self, ids: Iterable[str]) -> None:
         ids = list(ids)
@@ -255,15 +279,15 @@ class Store:
     def all_chunk_ids(self) -> list[str]:
         col = self._get()
         out: list[str] = []
-        total = col.count()
         with _wrap("listing chunks", self.settings):
-            for offset in range(0, total, 10_000):
+            for offset in range(0, col.count(), 10_000):
                 out.extend(col.get(include=[], limit=10_000, offset=offset)["ids"])
         return out
 
     def count(self) -> int:
         col = self._get()
-        return col.count() if col is not None else 0
+        with _wrap("counting chunks", self.settings):
+            return col.count() if col is not None else 0
 
     def read_chunks(self, ids: list[str] | None = None, with_embeddings: bool = False) -> dict[str, Any]:
         """Texts and metadata (and optionally embeddings) of the given chunks, or of all of them."""
@@ -294,3 +318,9 @@ class Store:
             col = self._get()
             n = max(1, min(n, col.count()))
             return col.query(query_embeddings=[embedding], n_results=n, include=["documents", "metadatas", "distances", "embeddings"])
+
+    def query_sentences(self, embedding: list[float], n: int) -> dict[str, Any]:
+        with _wrap("searching the store", self.settings):
+            col = self._get("__sent")
+            n = max(1, min(n, col.count()))
+            return col.query(query_embeddings=[embedding], n_results=n, include=["metadatas", "distances"])

@@ -1,0 +1,61 @@
+"""Serve the chat UI in the browser: ``python app.py`` then open http://127.0.0.1:7860.
+
+Settings come from QA_* environment variables and .env (see qa/settings.py); --host and --port override
+QA_HOST and QA_PORT. The corpus is ingested first when the store is empty or missing. Analytics, share
+links and every other outside call stay off.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+import qa
+
+
+def open_engine(settings: qa.Settings) -> qa.QAEngine:
+    """Open the store, ingesting the corpus first when it is missing or empty."""
+    try:
+        return qa.QAEngine(settings)
+    except qa.StoreError as exc:
+        logging.getLogger("app").info("the store is not ready (%s): ingesting %s", exc, settings.corpus_dir)
+    from qa.embeddings import make_embedding
+
+    model = make_embedding(settings)  # loaded once, shared by the ingestion and the engine
+    report = qa.ingest(settings, embed_model=model)
+    print(report.summary(), file=sys.stderr)
+    return qa.QAEngine(settings, embed_model=model)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Chat with the news corpus in the browser.")
+    parser.add_argument("--host", help="address to bind (QA_HOST, default 127.0.0.1; 0.0.0.0 exposes it)")
+    parser.add_argument("--port", type=int, help="port (QA_PORT, default 7860)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    try:
+        settings = qa.load_settings(**overrides)
+        engine = open_engine(settings)
+    except qa.QAError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+    from qa import ui
+
+    for noisy in ("httpx", "bm25s", "chromadb"):  # after the imports, which set their own levels
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    ui.warm_up(engine)
+    demo = ui.build_app(engine, settings)
+    print(f"answer mode: {engine.mode_label}; open http://{settings.host}:{settings.port}", file=sys.stderr)
+    try:
+        ui.launch(demo, settings)
+    except OSError as exc:  # port taken or address not available
+        print(f"error: cannot serve on {settings.host}:{settings.port} ({exc}); set QA_PORT or --port", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,44 @@
+"""Shared fixtures: a real store built once per session from the real seeds with the real models."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+from pathlib import Path
+
+import pytest
+
+import qa
+
+ROOT = Path(__file__).resolve().parent.parent
+SEEDS = ROOT / "seeds"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def seeded(tmp_path_factory) -> qa.Settings:
+    """Settings of a store holding the five seeds, ingested once for the whole session (read-only use)."""
+    base = tmp_path_factory.mktemp("seeded")
+    corpus = base / "corpus"
+    shutil.copytree(SEEDS, corpus)
+    settings = qa.Settings(corpus_dir=corpus, persist_dir=base / "store", collection="seeds", mode="offline")
+    qa.ingest(settings)
+    return settings
+
+
+@pytest.fixture(scope="session")
+def engine(seeded) -> qa.QAEngine:
+    return qa.QAEngine(seeded)
+
+
+@pytest.fixture
+def fresh(tmp_path) -> qa.Settings:
+    """Settings of an empty corpus and store in a temporary folder, for tests that write."""
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    return qa.Settings(corpus_dir=corpus, persist_dir=tmp_path / "store", collection="test", mode="offline")

@@ -1,0 +1,104 @@
+"""The evaluation: metric arithmetic on hand-computed cases, schema errors, and the quality bar."""
+
+import json
+
+import pytest
+
+import qa
+from qa.evaluation import (
+    DEFAULT_TESTSET,
+    CaseResult,
+    citation_checks,
+    doc_ranking,
+    facts_found,
+    load_testset,
+    reciprocal_rank,
+    summarize,
+)
+
+
+def test_ranking_metrics():
+    docs = doc_ranking(["b", "b", "a", "c", "a"])
+    assert docs == ["b", "a", "c"]
+    assert reciprocal_rank(docs, ["a"]) == 0.5
+    assert reciprocal_rank(docs, ["z"]) == 0.0
+    assert reciprocal_rank(docs, ["c", "b"]) == 1.0
+
+
+def test_fact_alternatives_are_case_insensitive():
+    assert facts_found("Ashton KUTCHER teste [1]", [["Kutcher", "كوتشر"], ["1080p"]]) == [True, False]
+
+
+def test_citation_validity():
+    corpus = {"a.txt": "Sora peut générer une minute de vidéo. Autre phrase."}
+    good = [{"number": 1, "source": "a.txt", "snippet": "Sora peut générer une minute de vidéo."}]
+    assert citation_checks("Réponse [1]", good, corpus) == (1, 1)
+    # A snippet that is not verbatim in its source is invalid.
+    forged = [{"number": 1, "source": "a.txt", "snippet": "Sora génère dix minutes."}]
+    assert citation_checks("Réponse [1]", forged, corpus) == (0, 1)
+    # A marker with no citation behind it makes the answer's citations invalid.
+    assert citation_checks("Réponse [1] [2]", good, corpus)[0] == 0
+    # A citation never referenced in the text does not count as valid.
+    assert citation_checks("Réponse sans marqueur", good, corpus) == (0, 1)
+
+
+def _result(**kw):
+    base = dict(id="x", language="en", answerable=True, question="q", retrieved=["a"], hit1=True, hit5=True, rr=1.0,
+                facts=[True], cited=["a"], cited_expected=1, citations_valid=1, citations_total=1, refused=False,
+                latency_ms=10.0, answer="a [1]")
+    base.update(kw)
+    return CaseResult(**base)
+
+
+def test_summary_on_hand_computed_cases():
+    results = [
+        _result(),
+        _result(id="y", hit1=False, rr=0.5, facts=[True, False], cited=["a", "b"], cited_expected=1,
+                citations_total=2, citations_valid=1, latency_ms=30.0),
+        _result(id="z", answerable=False, refused=True, facts=[], cited=[], cited_expected=0, citations_total=0,
+                citations_valid=0, latency_ms=20.0),
+        _result(id="w", refused=True, hit5=False, hit1=False, rr=0.0, facts=[False], cited=[], cited_expected=0,
+                citations_total=0, citations_valid=0, latency_ms=40.0),
+    ]
+    s = summarize(results)
+    assert s["hit@1"] == pytest.approx(1 / 3)
+    assert s["hit@5"] == pytest.approx(2 / 3)
+    assert s["mrr"] == pytest.approx(0.5)
+    assert s["fact_recall"] == pytest.approx(2 / 4)
+    assert s["citation_precision"] == pytest.approx(2 / 3)
+    assert s["citation_validity"] == pytest.approx(2 / 3)
+    assert s["refusal_accuracy"] == 1.0
+    assert s["false_refusal_rate"] == pytest.approx(1 / 3)
+    assert s["latency_p50_ms"] == 25.0
+
+
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("{not json", "invalid JSON"),
+        ('{"id": "a", "question": "q", "language": "en", "expected_sources": [], "expected_facts": [], '
+         '"answerable": true}', "at least one expected source"),
+        ('{"id": "a", "question": "q", "language": "en", "expected_sources": ["x"], "expected_facts": ["str"], '
+         '"answerable": true}', "expected_facts"),
+        ('{"id": 3, "question": "q", "language": "en", "expected_sources": ["x"], "expected_facts": [], '
+         '"answerable": "yes"}', "'id' must be a str"),
+    ],
+)
+def test_schema_errors_name_the_line(tmp_path, line, message):
+    good = json.dumps({"id": "ok", "question": "q", "language": "en", "expected_sources": ["x"],
+                       "expected_facts": [["a"]], "answerable": True})
+    path = tmp_path / "set.jsonl"
+    path.write_text(good + "\n\n" + line + "\n", encoding="utf-8")
+    with pytest.raises(qa.ConfigError, match=rf"set.jsonl:3: .*{message}"):
+        load_testset(path)
+
+
+def test_fixed_testset_meets_its_own_contract():
+    cases = load_testset(DEFAULT_TESTSET)
+    langs = {lang: sum(c.language == lang for c in cases) for lang in ("en", "fr", "ar", "zh")}
+    assert len(cases) >= 60 and all(langs[lang] >= 8 for lang in ("fr", "ar", "zh")), langs
+    assert sum(not c.answerable for c in cases) >= 8
+    assert sum(bool(c.history) for c in cases) >= 5
+    seeds = {p.name for p in (DEFAULT_TESTSET.parent.parent.parent / "seeds").iterdir()}
+    covered = {s for c in cases for s in c.expected_sources}
+    assert covered == seeds
