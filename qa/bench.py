@@ -51,6 +51,9 @@ SECTIONS = ("ingest", "reingest", "warm", "baseline", "cold", "scale")
 GEN_VERSION = 1  # bump when the synthetic scale corpus changes (invalidates cached scale stores)
 CHUNKS_PER_DOC = 5
 SCALE_NOISE = 0.35  # spread of a synthetic sentence vector around its seed sentence's centre
+# Synthetic chunks are filled to this many tokens (~4.7 seed sentences each) whatever chunk_size is set, so
+# the scale workload, and the stores cached for it, stay the same while the chunking is tuned.
+SCALE_CHUNK_TOKENS = 150
 
 # Used when tests/eval/testset.jsonl is absent (an installed package): the same kind of mixed questions.
 FALLBACK_QUESTIONS = [
@@ -289,7 +292,26 @@ def machine_info() -> dict[str, Any]:
             versions[mod] = __import__(mod, fromlist=["__version__"]).__version__
         except Exception:
             versions[mod] = "?"
+    git = ""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                              timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                               capture_output=True, text=True, timeout=10)
+        if head.returncode == 0:
+            git = head.stdout.strip() + (" + uncommitted changes" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        pass
+    try:
+        from qa.settings import load_settings
+
+        st = load_settings(mode="offline")
+        knobs = {k: getattr(st, k) for k in ("embedding", "chunk_size", "chunk_overlap", "top_k")}
+    except Exception:
+        knobs = {}
     return {
+        "git": git,
+        "settings": knobs,
         "cpu": cpu,
         "cores": os.cpu_count(),
         "memory_gb": mem_gb,
@@ -908,15 +930,16 @@ def _store_fingerprint() -> str:
     settings = bench_settings(SEEDS, Path(tempfile.mkdtemp(prefix="qa-bench-probe-")), "probe")
     model = make_embedding(settings)
     parts = [f"gen{GEN_VERSION}", f"schema{SCHEMA_VERSION}", f"chroma{chromadb.__version__}", model.model_name,
-             str(model.dim), str(settings.chunk_size), str(settings.chunk_overlap)]
+             str(model.dim)]
     try:
         store = Store(settings)
         store.create(model.model_name, model.dim)
         for suffix in ("", "__sent", "__docs"):
             col = store._get(suffix)
             conf = getattr(col, "configuration_json", None) or getattr(col, "configuration", None) or {}
-            parts.append(json.dumps(conf, sort_keys=True, default=str))
-            parts.append(json.dumps(col.metadata or {}, sort_keys=True, default=str))
+            parts.append(json.dumps(conf, sort_keys=True, default=str))  # HNSW parameters
+            parts.append(",".join(sorted(k for k in (col.metadata or {}) if k not in ("qa_chunk_size",
+                                                                                      "qa_chunk_overlap"))))
         parts.append(",".join(sorted(DocRecord.__dataclass_fields__)))
     finally:
         shutil.rmtree(settings.persist_dir, ignore_errors=True)
@@ -958,7 +981,7 @@ def scale_build(persist: Path, collection: str, stop: int, deadline: float = mat
     else:
         start = 0
         store.create(model.model_name, dim)
-    budget = settings.chunk_size - 10
+    budget = SCALE_CHUNK_TOKENS
     t0 = time.perf_counter()
     batch_docs = max(1, 500 // CHUNKS_PER_DOC)
     first_doc, last_doc = start // CHUNKS_PER_DOC, stop // CHUNKS_PER_DOC
@@ -1359,9 +1382,12 @@ def _md_escape(s: str) -> str:
 def render_markdown(res: Results) -> str:
     c = res.config
     m = c["machine"]
+    knobs = ", ".join(f"{k}={v}" for k, v in m.get("settings", {}).items())
+    env = ", ".join(f"{k}={v}" for k, v in c.get("env", {}).items())
     out = [f"Run: `{c['command']}` on {c['date']} — {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB RAM, "
            f"no GPU, Python {m['python']}; load average {c['load_before']} at the start, "
-           f"{c.get('load_after', '?')} at the end; {c.get('seconds', 0):.0f} s in all.", "",
+           f"{c.get('load_after', '?')} at the end; {c.get('seconds', 0):.0f} s in all. "
+           f"Code {m.get('git') or '?'}; {knobs}" + (f"; {env}" if env else "") + ".", "",
            "Each figure: median [min–max] over n runs.", ""]
     section = None
     for r in res.rows:

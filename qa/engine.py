@@ -23,9 +23,10 @@ from qa.retrieval import DiversityPostprocessor, HybridRetriever, Snapshot, Timi
 from qa.schema import Answer, Source
 from qa.settings import Settings, load_settings
 from qa.store import Store, describe_location
-from qa.text import detect_language
+from qa.text import count_tokens, detect_language
 
 History = list[tuple[str, str]] | list[list[str]] | None
+FOLLOW_UP_TOKENS = 20
 _INVISIBLE = re.compile("[\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff\u00ad]")
 
 
@@ -138,8 +139,17 @@ class QAEngine:
 
     @staticmethod
     def _search_query(question: str, history: list[tuple[str, str]]) -> str:
-        # Offline follow-ups ("and who funded it?") borrow the previous question's words.
-        return f"{history[-1][0]} {question}" if history else question
+        """Offline follow-ups ("and who funded it?") borrow the previous question's words.
+
+        Only a short question in the same language as the previous one reads as a follow-up; a long or
+        other-language question starts a new topic and would be blurred by the old one.
+        """
+        if not history:
+            return question
+        previous = history[-1][0]
+        if count_tokens(question) > FOLLOW_UP_TOKENS or detect_language(previous) != detect_language(question):
+            return question
+        return f"{previous} {question}"
 
     def retrieve(self, question: str, top_k: int | None = None, history: History = None) -> list[Source]:
         question = clean_question(question, self.settings.max_question_chars)

@@ -198,11 +198,7 @@ System = Callable[[TestCase], SystemOutput]
 def ours(engine, top_k: int) -> System:
     def run(case: TestCase) -> SystemOutput:
         ans = engine.ask(case.question, history=case.history or None, top_k=top_k)
-        if ans.mode == "llm":
-            retrieved = [s.source for s in ans.sources]
-        else:
-            retrieved = [s.source for s in engine.retrieve(case.question, top_k=top_k, history=case.history or None)]
-        return SystemOutput(retrieved, ans.text, [asdict(c) for c in ans.citations], ans.refused)
+        return SystemOutput([s.source for s in ans.sources], ans.text, [asdict(c) for c in ans.citations], ans.refused)
 
     return run
 
@@ -220,12 +216,14 @@ def _answer_with(engine, answerer, case: TestCase, nodes) -> SystemOutput:
 
 
 def single_retriever_baseline(engine, top_k: int, dense: bool) -> System:
-    """Dense-only or BM25-only over our chunks, plain top-k (no fusion, no de-duplication)."""
+    """Plain dense or plain BM25 over our chunks: top-k, with no fusion, sentence vectors, language
+    centring or de-duplication."""
     from qa.engine import QAEngine
     from qa.retrieval import HybridRetriever
 
     retriever = HybridRetriever(engine.store, engine.snapshot, engine.embed_model,
-                                dense_weight=1.0 if dense else 0.0, lexical_weight=0.0 if dense else 1.0)
+                                dense_weight=1.0 if dense else 0.0, lexical_weight=0.0 if dense else 1.0,
+                                sentence_weight=0.0, centering=0.0, coverage_power=0.0)
 
     def run(case: TestCase) -> SystemOutput:
         query = QAEngine._search_query(case.question, [tuple(t) for t in case.history])

@@ -99,6 +99,7 @@ class HybridRetriever(BaseRetriever):
         lexical_weight: float = 0.25,
         sentence_weight: float = 0.5,
         centering: float = 1.0,
+        coverage_power: float = COVERAGE_POWER,
     ):
         super().__init__()
         self.store = store
@@ -109,6 +110,7 @@ class HybridRetriever(BaseRetriever):
         self.lexical_weight = lexical_weight
         self.sentence_weight = sentence_weight
         self.centering = centering
+        self.coverage_power = coverage_power
 
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
         return self.search(query_bundle.query_str, query_bundle.embedding)
@@ -162,7 +164,7 @@ class HybridRetriever(BaseRetriever):
         for weight, ranking, scale in rankings:
             for rank, cid in enumerate(sorted(ranking, key=ranking.get, reverse=True)):
                 # A lexical hit counts as much as the share of the question's rare words it contains.
-                w = weight * (scale[cid] ** COVERAGE_POWER if scale is not None else 1.0)
+                w = weight * (scale[cid] ** self.coverage_power if scale is not None else 1.0)
                 fused[cid] = fused.get(cid, 0.0) + w / (RRF_K + rank + 1)
         order = sorted(fused, key=fused.get, reverse=True)[: self.candidates]
         missing = [cid for cid in order if cid not in embeddings]

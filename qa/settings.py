@@ -49,7 +49,7 @@ class Settings(BaseSettings):
     # --- retrieval and answering -------------------------------------------------------------
     top_k: int = Field(5, description="Number of passages retrieved for a question.")
     relevance_floor: float = Field(
-        0.5,
+        0.55,
         description="Below this evidence score (0-1, calibrated on the evaluation set) the engine answers "
         "that the corpus does not contain the answer.",
     )
