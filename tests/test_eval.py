@@ -102,3 +102,39 @@ def test_fixed_testset_meets_its_own_contract():
     seeds = {p.name for p in (DEFAULT_TESTSET.parent.parent.parent / "seeds").iterdir()}
     covered = {s for c in cases for s in c.expected_sources}
     assert covered == seeds
+
+
+def test_qa_eval_meets_the_quality_floor_and_beats_every_baseline(seeded, monkeypatch, tmp_path, capsys):
+    """The offline quality bar on the fixed set, through the CLI's --min/--max (see README, Evaluation)."""
+    from qa.cli import main
+
+    for key, value in {"QA_CORPUS_DIR": seeded.corpus_dir, "QA_PERSIST_DIR": seeded.persist_dir,
+                       "QA_COLLECTION": seeded.collection}.items():
+        monkeypatch.setenv(key, str(value))
+    out = tmp_path / "eval.json"
+    code = main(["eval", "--json", str(out), "--markdown", str(tmp_path / "eval.md"),
+                 "--min", "hit@5=0.95", "--min", "mrr=0.80", "--min", "fact_recall=0.72",
+                 "--min", "citation_validity=1.0", "--min", "citation_precision=0.55",
+                 "--min", "refusal_accuracy=0.35", "--max", "false_refusal_rate=0.05",
+                 *[f"--min=hit@5:{lang}=0.9" for lang in ("en", "fr", "ar", "zh")]])
+    printed = capsys.readouterr()
+    assert code == 0, printed.err
+    assert "ours" in printed.out and "llamaindex_default" in printed.out
+    report = json.loads(out.read_text(encoding="utf-8"))
+    ours = report["systems"]["ours"]["overall"]
+    for name in ("bm25_only", "dense_only", "llamaindex_default"):
+        base = report["systems"][name]["overall"]
+        for metric in ("hit@5", "mrr", "fact_recall"):
+            assert ours[metric] > base[metric], (name, metric, ours[metric], base[metric])
+    assert (tmp_path / "eval.png").stat().st_size > 1000
+
+
+def test_a_failed_threshold_exits_non_zero(seeded, monkeypatch, capsys):
+    from qa.cli import main
+
+    for key, value in {"QA_CORPUS_DIR": seeded.corpus_dir, "QA_PERSIST_DIR": seeded.persist_dir,
+                       "QA_COLLECTION": seeded.collection}.items():
+        monkeypatch.setenv(key, str(value))
+    assert main(["eval", "--no-baselines", "--min", "hit@1=1.01"]) == 1
+    assert "threshold failed: hit@1" in capsys.readouterr().err
+    assert main(["eval", "--min", "nonsense=1"]) == 1

@@ -155,7 +155,8 @@ def small(fresh) -> qa.Settings:
 def test_changed_file_replaces_only_its_chunks(small):
     store = Store(small)
     before = chunk_ids_by_source(store)
-    write(small.corpus_dir, "b.txt", DELAY_FR[4:8] + LEAK_FR[:8])
+    # Prepending changes the first chunk whatever the chunk size; appending lengthens the file.
+    write(small.corpus_dir, "b.txt", LEAK_FR[8:9] + DELAY_FR[4:8] + LEAK_FR[:8])
 
     report = qa.ingest(small, progress=quiet)
 
