@@ -19,7 +19,7 @@ from qa.answering import ExtractiveAnswerer, node_to_source, not_in_corpus
 from qa.embeddings import LocalEmbedding, make_embedding
 from qa.errors import ConfigError, LLMError, StoreError
 from qa.llm import REFUSAL_TOKEN, LLMClient, MarkerFilter, build_messages, check_citations, endpoint_label
-from qa.retrieval import DiversityPostprocessor, HybridRetriever, Snapshot, Timings
+from qa.retrieval import DiversityPostprocessor, HybridRetriever, Snapshot, Timings, manifest_key
 from qa.schema import Answer, Source
 from qa.settings import Settings, load_settings
 from qa.store import Store, describe_location
@@ -100,9 +100,7 @@ class QAEngine:
     def refresh(self) -> bool:
         """Reload after an ingestion; returns True when the store had changed."""
         with self._lock:
-            manifest = self.store.manifest()
-            key = "|".join(sorted(f"{s}:{r.file_hash}:{r.signature}" for s, r in manifest.items()))
-            if key == self.snapshot.manifest_key:
+            if manifest_key(self.store.manifest()) == self.snapshot.manifest_key:
                 return False
             # A fresh client: an embedded one keeps vector indexes in memory and would miss what another
             # process (`qa ingest` in a terminal) wrote. Questions in flight finish on the old one.

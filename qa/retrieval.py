@@ -43,7 +43,7 @@ class Snapshot:
         texts = dict(zip(got["ids"], got["documents"]))
         metas = {i: _public_meta(m) for i, m in zip(got["ids"], got["metadatas"])}
         ids = list(texts)
-        key = "|".join(sorted(f"{s}:{r.file_hash}:{r.signature}" for s, r in manifest.items()))
+        key = manifest_key(manifest)
         # The lexical index also sees the title and the site name, so "the RFI article" finds rfi.fr.
         lexical_texts = [f"{metas[i]['title']} {_site(metas[i]['url'])}\n{texts[i]}" for i in ids]
         return cls(texts, metas, LexicalIndex(ids, lexical_texts), key, _language_centroids(store, ids, metas))
@@ -62,6 +62,11 @@ def _language_centroids(store: Store, ids: list[str], metas: dict[str, dict], sa
         if got["embeddings"]:
             out[lang] = np.mean(np.asarray(got["embeddings"], dtype=np.float32), axis=0)
     return out
+
+
+def manifest_key(manifest: dict) -> str:
+    """Changes whenever a document is added, removed or re-ingested."""
+    return "|".join(sorted(f"{s}:{r.file_hash}:{r.signature}" for s, r in manifest.items()))
 
 
 def _site(url: str) -> str:
