@@ -56,11 +56,12 @@ def clean_question(question: Any, max_chars: int) -> str:
     return text
 
 
-def normalize_history(history: History) -> list[tuple[str, str]]:
+def normalize_history(history: History, max_chars: int) -> list[tuple[str, str]]:
+    """Keep well-formed turns, each cut to the question limit: a client-sent history is input too."""
     out = []
     for turn in history or []:
         if isinstance(turn, (list, tuple)) and len(turn) >= 2 and isinstance(turn[0], str):
-            out.append((turn[0], str(turn[1] or "")))
+            out.append((turn[0][:max_chars], str(turn[1] or "")[: 4 * max_chars]))
     return out
 
 
@@ -151,7 +152,7 @@ class QAEngine:
 
     def retrieve(self, question: str, top_k: int | None = None, history: History = None) -> list[Source]:
         question = clean_question(question, self.settings.max_question_chars)
-        hist = normalize_history(history)
+        hist = normalize_history(history, self.settings.max_question_chars)
         nodes, _ = self._nodes(self._search_query(question, hist), top_k or self.settings.top_k, Timings())
         return [node_to_source(n) for n in nodes]
 
@@ -168,7 +169,7 @@ class QAEngine:
         """Yields text deltas, then the final Answer (whose text replaces what was streamed)."""
         started = time.perf_counter()
         question = clean_question(question, self.settings.max_question_chars)
-        hist = normalize_history(history)
+        hist = normalize_history(history, self.settings.max_question_chars)
         language = detect_language(question)
         top_k = top_k or self.settings.top_k
         timings = Timings()

@@ -241,7 +241,9 @@ def history_pairs(history: Any) -> list[tuple[str, str]]:
     pairs: list[tuple[str, str]] = []
     if not history:
         return pairs
-    if isinstance(history, list) and all(isinstance(m, dict) for m in history):
+    if not isinstance(history, (list, tuple)):
+        raise ConfigError("history must be a list of [question, answer] pairs")
+    if all(isinstance(m, dict) for m in history):
         question = None
         for m in history:
             content = m.get("content")

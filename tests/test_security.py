@@ -540,9 +540,7 @@ def test_odd_but_valid_questions_get_a_normal_answer(client, served, case, caplo
 
 @pytest.mark.parametrize("history", [
     "not a list", [1, 2], [[1, 2]], [{"role": "user"}, "x"], [[None, "a"]], {"q": "a"},
-    pytest.param(42, marks=pytest.mark.xfail(strict=True, reason=(
-        "DEFECT: ui.history_pairs iterates a non-list history (42, true, 1.5): TypeError, logged with a "
-        "traceback, and the client gets the generic error instead of the polite message. See the report."))),
+    42,
 ])
 def test_malformed_history_gets_a_polite_message(client, history, caplog):
     with pytest.raises(AppError) as info:
@@ -571,10 +569,6 @@ def test_malformed_requests_never_get_a_server_error(served, body):
     assert "Traceback" not in text and 'File "' not in text, text
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "DEFECT: the previous question in a client-sent history is not length-checked; an offline follow-up "
-    "embeds it whole (qa/engine.py QAEngine._search_query), so one request can hold the shared embedding "
-    "lock for minutes. See the report for the fix; remove this marker once it is in."))
 def test_history_cannot_make_a_question_unbounded(client, served, monkeypatch):
     """Whatever a client puts in `history`, the text embedded for one question stays bounded."""
     _, settings, app_engine, _ = served
