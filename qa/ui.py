@@ -712,6 +712,8 @@ def launch_kwargs(settings: Settings) -> dict:
         mcp_server=False,
         show_error=False,  # unexpected errors show a short message; tracebacks stay in the server log
         max_file_size=settings.max_upload_bytes,
+        # Each session-less API call leaves ~50 KB of session state; Gradio's default keeps 10,000 of them.
+        state_session_capacity=1000,
         css=CSS,
         # System fonts: nothing to download, and every script (Latin, Arabic, CJK) falls back to what the
         # reader's system has.

@@ -16,7 +16,6 @@ Each check is written so that it fails when the defence it covers is removed (se
 from __future__ import annotations
 
 import fcntl
-import html
 import http.client
 import json
 import logging
@@ -204,7 +203,7 @@ def _targets(settings: qa.Settings) -> dict[str, tuple[Path, bytes]]:
     }
 
 
-def _paths(target: Path, port: int) -> list[str]:
+def _paths(target: Path) -> list[str]:
     absolute = str(target)
     up = "../" * 12
     relative = os.path.relpath(absolute)  # relative to the server's working directory (this process's)
@@ -238,7 +237,7 @@ def test_file_routes_serve_nothing_outside_allowed_paths(served, target):
     path, secret = _targets(settings)[target]
     assert secret, "nothing to look for"
     for method in ("GET", "HEAD"):
-        for probe in _paths(path, demo.server_port):
+        for probe in _paths(path):
             status, body = raw_get(demo.server_port, probe, method)
             assert 400 <= status < 500, (probe, status, body[:200])
             assert secret not in body and b"root:x:0:0" not in body, (probe, body[:200])
