@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import socket
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -42,3 +43,17 @@ def fresh(tmp_path) -> qa.Settings:
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     return qa.Settings(corpus_dir=corpus, persist_dir=tmp_path / "store", collection="test", mode="offline")
+
+
+@contextmanager
+def serve(settings: qa.Settings, embed_model):
+    """The real web app on settings.port, closed afterwards: yields (url, settings, engine, demo)."""
+    from qa import ui
+
+    app_engine = qa.QAEngine(settings, embed_model=embed_model)
+    demo = ui.build_app(app_engine, settings)
+    _, url, _ = ui.launch(demo, settings, prevent_thread_lock=True, quiet=True)
+    try:
+        yield url, settings, app_engine, demo
+    finally:
+        demo.close()

@@ -33,7 +33,7 @@ from urllib.parse import quote
 
 import httpx
 import pytest
-from conftest import ROOT, free_port
+from conftest import ROOT, free_port, serve
 from gradio_client import Client
 from gradio_client.exceptions import AppError
 
@@ -90,17 +90,6 @@ def injected(seeded, engine, tmp_path_factory) -> qa.Settings:
     report = qa.ingest(settings, embed_model=engine.embed_model)
     assert report.added == 1 and not report.skipped, report.summary()
     return settings
-
-
-@contextmanager
-def serve(settings: qa.Settings, embed_model):
-    app_engine = qa.QAEngine(settings, embed_model=embed_model)
-    demo = ui.build_app(app_engine, settings)
-    _, url, _ = ui.launch(demo, settings, prevent_thread_lock=True, quiet=True)
-    try:
-        yield url, settings, app_engine, demo
-    finally:
-        demo.close()
 
 
 @pytest.fixture(scope="module")

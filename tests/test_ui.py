@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import ROOT, free_port
+from conftest import ROOT, free_port, serve
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
@@ -274,13 +274,8 @@ def copy_store(seeded: qa.Settings, base: Path, **overrides) -> qa.Settings:
 @pytest.fixture(scope="module")
 def served(seeded, engine, tmp_path_factory):
     settings = copy_store(seeded, tmp_path_factory.mktemp("ui"), max_upload_bytes=20_000, port=free_port())
-    app_engine = qa.QAEngine(settings, embed_model=engine.embed_model)
-    demo = ui.build_app(app_engine, settings)
-    _, url, _ = ui.launch(demo, settings, prevent_thread_lock=True, quiet=True)
-    try:
-        yield url, settings, app_engine, demo
-    finally:
-        demo.close()
+    with serve(settings, engine.embed_model) as served_app:
+        yield served_app
 
 
 @pytest.fixture(scope="module")
