@@ -53,6 +53,18 @@ class ScoredSentence:
 
 
 _LEADING_JUNK = re.compile(r"^[\s?•·*\-–—>]+")
+_CLOSERS = " \"'»”’)）」』"
+
+
+def quotable(snippet: str, title: str = "") -> bool:
+    """Whether a sentence can stand as an answer: not a heading, a title, a lead-in or a question."""
+    if count_tokens(snippet) < 4 or snippet == title.strip():
+        return False
+    end = snippet.rstrip(_CLOSERS)[-1:]
+    if end in ("?", "？", "؟", ":", "："):
+        return False
+    # A short line with no closing punctuation is a heading ("L'impact sur OpenAI").
+    return end in ".!。！…" or count_tokens(snippet) >= 8
 
 
 class ExtractiveAnswerer:
@@ -64,8 +76,10 @@ class ExtractiveAnswerer:
 
     def __init__(self, store: Store | None, floor: float, max_sentences: int = 3, lexical_weight: float = 0.25,
                  margin: float = 0.06, idf=None, sentence_source=None, centroids=None, duplicate: float = 0.85,
-                 rank_prior: float = 0.02):
+                 rank_prior: float = 0.02, hub_weight: float = 0.0, same_document: bool = False):
         self.rank_prior = rank_prior
+        self.hub_weight = hub_weight
+        self.same_document = same_document
         self.store = store
         self.centroids = centroids or {}  # language -> mean vector, to remove the same-language bias
         self.duplicate = duplicate
@@ -92,7 +106,7 @@ class ExtractiveAnswerer:
         out = []
         for text, chunk_id, emb in self.sentence_source(nodes):
             snippet = _LEADING_JUNK.sub("", text).strip()
-            if count_tokens(snippet) < 4 or snippet.endswith((":", "：")):
+            if not quotable(snippet, nodes[rank_of[chunk_id]].node.metadata.get("title", "")):
                 continue
             emb = np.asarray(emb, dtype=np.float32)
             sim = float(emb @ q)
@@ -105,6 +119,8 @@ class ExtractiveAnswerer:
             # questions.
             lang = nodes[rank].node.metadata.get("language", "")
             rank_score = score - bias.get(lang, 0.0)
+            if lang in self.centroids:
+                rank_score -= self.hub_weight * float(emb @ self.centroids[lang])
             out.append(ScoredSentence(snippet, rank, score, sim, emb, rank_score))
         out.sort(key=lambda s: s.rank_score, reverse=True)
         return out
@@ -129,6 +145,8 @@ class ExtractiveAnswerer:
                 break
             # A translation of a sentence already chosen adds nothing for the reader.
             if any(float(s.embedding @ c.embedding) > self.duplicate or s.text == c.text for c in chosen):
+                continue
+            if self.same_document and chosen and sources[s.chunk_rank].source != sources[chosen[0].chunk_rank].source:
                 continue
             chosen.append(s)
         # One number per quoted sentence, so every [n] points at exactly the text it stands for.

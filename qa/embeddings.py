@@ -45,6 +45,10 @@ class LocalEmbedding(BaseEmbedding):
             return np.zeros((0, self.dim), dtype=np.float32)
         return self._encode(list(texts), is_query)
 
+    def mix(self, query: np.ndarray, first_share: float) -> np.ndarray:
+        """A query vector whose similarities weight the parts of a combined model; single models ignore it."""
+        return query
+
     def _get_query_embedding(self, query: str) -> list[float]:
         return self.encode([query], True)[0].tolist()
 
@@ -101,6 +105,15 @@ class CombinedEmbedding(LocalEmbedding):
     def _encode(self, texts: list[str], is_query: bool) -> np.ndarray:
         parts = [p.encode(texts, is_query) for p in self._parts]
         return np.hstack(parts) / np.sqrt(len(parts))
+
+    def mix(self, query: np.ndarray, first_share: float) -> np.ndarray:
+        # Scaling the query's halves turns its dot product with a stored vector into
+        # first_share * cos_e5 + (1 - first_share) * cos_use, with no change to the stored vectors.
+        out = np.asarray(query, dtype=np.float32).copy()
+        head = self._parts[0].dim
+        out[:head] *= 2 * first_share
+        out[head:] *= 2 * (1 - first_share)
+        return out
 
 
 class OpenAIEmbedding(LocalEmbedding):

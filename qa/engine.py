@@ -94,7 +94,7 @@ class QAEngine:
             raise StoreError(f"the index at {describe_location(self.settings)} has no documents; run `qa ingest`")
         self.store = store
         self.snapshot = snapshot
-        self.retriever = HybridRetriever(store, snapshot, self.embed_model)
+        self.retriever = HybridRetriever(store, snapshot, self.embed_model, e5_share=self.settings.retrieval_e5_share)
         self.answerer = ExtractiveAnswerer(store, self.settings.relevance_floor, idf=snapshot.lexical.idf,
                                            centroids=snapshot.centroids)
 

@@ -101,12 +101,14 @@ class HybridRetriever(BaseRetriever):
         embed_model: LocalEmbedding,
         candidates: int = 30,
         dense_weight: float = 1.0,
-        lexical_weight: float = 0.25,
+        lexical_weight: float = 0.5,
         sentence_weight: float = 0.5,
-        centering: float = 1.0,
+        centering: float = 1.75,
         coverage_power: float = COVERAGE_POWER,
+        e5_share: float = 0.5,
     ):
         super().__init__()
+        self.e5_share = e5_share
         self.store = store
         self.snapshot = snapshot
         self.embed_model = embed_model
@@ -125,7 +127,8 @@ class HybridRetriever(BaseRetriever):
         t = time.perf_counter()
         if query_embedding is None:
             query_embedding = self.embed_model.encode([query], is_query=True)[0]
-        q = np.asarray(query_embedding, dtype=np.float32)
+        # Ranking favours e5 (better at finding the document); the caller's vector stays the even mix.
+        q = self.embed_model.mix(np.asarray(query_embedding, dtype=np.float32), self.e5_share)
         t = timings.add("embed_query", t)
 
         snap = self.snapshot
