@@ -23,6 +23,7 @@ from qa.store import Store
 # Measured on tests/eval/testset.jsonl (see README, "How the defaults were chosen").
 RRF_K = 6
 COVERAGE_POWER = 2.0
+MIN_LANGUAGE_CHUNKS = 5
 
 
 @dataclass
@@ -50,18 +51,26 @@ class Snapshot:
 
 
 def _language_centroids(store: Store, ids: list[str], metas: dict[str, dict], sample: int = 2000) -> dict[str, np.ndarray]:
-    """Mean chunk vector per language, from a bounded sample so that opening a large store stays fast."""
+    """Mean chunk vector per language, from a bounded sample so that opening a large store stays fast.
+
+    A language with fewer than MIN_LANGUAGE_CHUNKS chunks gets the mean of all chunks instead: with one
+    English file of one chunk, the English "centroid" would be that chunk, and centring would push the
+    only English answer down by its own similarity.
+    """
     by_lang: dict[str, list[str]] = {}
     for cid in ids:
         group = by_lang.setdefault(metas[cid]["language"], [])
         if len(group) < sample:
             group.append(cid)
-    out = {}
+    vectors = {}
     for lang, group in by_lang.items():
         got = store.read_chunks(group, with_embeddings=True)
         if got["embeddings"]:
-            out[lang] = np.mean(np.asarray(got["embeddings"], dtype=np.float32), axis=0)
-    return out
+            vectors[lang] = np.asarray(got["embeddings"], dtype=np.float32)
+    if not vectors:
+        return {}
+    overall = np.mean(np.concatenate(list(vectors.values())), axis=0)
+    return {lang: v.mean(axis=0) if len(v) >= MIN_LANGUAGE_CHUNKS else overall for lang, v in vectors.items()}
 
 
 def manifest_key(manifest: dict) -> str:

@@ -64,7 +64,7 @@ class Settings(BaseSettings):
     term_support: bool = Field(
         True,
         description="Offline answers also require the question's content words to occur in the cited passage, "
-        "literally or as a translation (refuses 'Who is OpenAI's CFO?' when only the CTO is named).",
+        "literally or as a translation (refuses 'What does a Sora subscription cost?' when only production costs are named).",
     )
     max_question_chars: int = Field(1000, description="Longest question accepted, in characters.")
     mode: Literal["auto", "offline", "llm"] = Field(

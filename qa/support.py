@@ -1,9 +1,9 @@
 """Does the evidence mention what the question asks about? The check that refuses on-topic questions.
 
-Sentence similarity cannot tell "Who is OpenAI's CFO?" from "Who is OpenAI's CTO?": both are about
-OpenAI's executives, so the best sentence scores like a real answer. What differs is one word the
-evidence never mentions ("financial"). So every content word of the question must be found in the
-evidence, literally or as a translation: multilingual USE places single words and their translations
+Sentence similarity cannot tell "What does a Sora subscription cost?" from a sentence about Sora's
+production costs: both are about Sora and money, so the best sentence scores like a real answer. What
+differs is a word the evidence never mentions ("subscription"). So most content words of the question
+must be found in the evidence, literally or as a translation: multilingual USE places single words and their translations
 close together (financial/financier/المالي/财务 about 0.85-0.95, unrelated words below 0.55), which
 works as an offline cross-lingual dictionary. Numbers match only literally, and a number that is part of
 a name ("Sora 2") must be in the evidence: Sora is not Sora 2.
