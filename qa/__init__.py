@@ -7,9 +7,6 @@ _os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 _os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 _os.environ.setdefault("HF_HUB_OFFLINE", "1")
 _os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-# One OpenMP thread for e5: on a 2-core machine its spinning second thread made a warm question 2.6x
-# slower (337 -> 128 ms, docs/benchmarks.md), and concurrent UI requests already use the cores.
-_os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from qa.engine import CorpusStats, QAEngine  # noqa: E402
 from qa.errors import ConfigError, LLMError, QAError, StoreError  # noqa: E402
