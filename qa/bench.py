@@ -492,14 +492,6 @@ def du_bytes(path: Path) -> int:
     return total
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def vm_status(key: str) -> float:
     """VmHWM / VmRSS of this process in MB (0 when /proc is not there)."""
     try:
@@ -839,6 +831,8 @@ def app_ready(settings, timeout: float) -> tuple[float | None, str]:
     app = ROOT / "app.py"
     if not app.is_file():
         return None, "app.py not found"
+    from qa.loadtest import free_port
+
     port = free_port()
     env = child_env(settings, QA_HOST="127.0.0.1", QA_PORT=str(port))
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))

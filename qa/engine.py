@@ -15,16 +15,15 @@ from llama_index.core.query_engine import CustomQueryEngine
 from llama_index.core.response import Response
 from llama_index.core.schema import NodeWithScore
 
-from qa.embeddings import USEEmbedding
-from qa.support import TermSupport
 from qa.answering import ExtractiveAnswerer, node_to_source, not_in_corpus
-from qa.embeddings import LocalEmbedding, make_embedding
+from qa.embeddings import LocalEmbedding, USEEmbedding, make_embedding
 from qa.errors import ConfigError, LLMError, StoreError
 from qa.llm import REFUSAL_TOKEN, LLMClient, MarkerFilter, build_messages, check_citations, endpoint_label
 from qa.retrieval import DiversityPostprocessor, HybridRetriever, Snapshot, Timings, manifest_key
 from qa.schema import Answer, Source
 from qa.settings import Settings, load_settings
 from qa.store import Store, describe_location
+from qa.support import TermSupport
 from qa.text import count_tokens, detect_language
 
 History = list[tuple[str, str]] | list[list[str]] | None

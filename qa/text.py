@@ -5,6 +5,7 @@ One place for everything that must behave the same for Latin, Arabic and CJK tex
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections import Counter
@@ -104,12 +105,17 @@ def words(text: str) -> list[str]:
 
 
 def _segment_cjk(run: str) -> list[str]:
+    return _jieba().lcut(run)
+
+
+@functools.cache
+def _jieba():
     import logging
 
     import jieba  # loads its dictionary (about 1 s) on first use, only when Chinese text is met
 
     jieba.setLogLevel(logging.WARNING)
-    return jieba.lcut(run)
+    return jieba
 
 
 def fold_word(word: str) -> str:

@@ -3,22 +3,16 @@
 from __future__ import annotations
 
 import shutil
-import socket
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 import qa
+from qa.loadtest import free_port  # noqa: F401  (re-exported for the tests)
 
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = ROOT / "seeds"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

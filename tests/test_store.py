@@ -16,6 +16,8 @@ import pytest
 import qa
 from qa.store import Store
 
+from conftest import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = ROOT / "seeds"
 CHROMA = Path(sys.executable).with_name("chroma")
@@ -25,12 +27,6 @@ LEAK_SEED = "003_2a6568c6f07e6f37.txt"
 
 def quiet(*_args) -> None:
     pass
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def small_corpus(corpus: Path) -> None:
