@@ -109,7 +109,8 @@ class TermSupport:
             return SupportReport()
         ev_words = list(dict.fromkeys(words(evidence)))
         ev_folded = {fold_word(w) for w in ev_words}
-        ev_text = fold_word(evidence)
+        # Folded word by word: fold_word treats a whole text containing any Arabic as Arabic (no lower-casing).
+        ev_text = " ".join(ev_folded)
         scores: dict[str, float] = {}
         for t in terms:
             f = fold_word(t)

@@ -47,3 +47,8 @@ def test_topic_words_and_question_words_are_not_key_terms():
 def test_chinese_text_is_segmented_into_words():
     assert {"首席", "技术"} <= set(words("OpenAI的首席技术官是谁？"))
     assert words("حذّر المدير") == ["حذر", "المدير"]
+
+
+def test_a_word_stem_is_found_literally_in_mixed_arabic_and_latin_evidence(support):
+    report = support.check("Which lantern parade?", "استمر موكب Lanterns Parade سبع ساعات.")
+    assert report.terms == {"lantern": 1.0, "parade": 1.0}, report
