@@ -11,7 +11,11 @@ import argparse
 import logging
 import sys
 
-import qa
+from qa.settings import apply_process_defaults
+
+apply_process_defaults()  # before the libraries are imported
+
+import qa  # noqa: E402
 
 
 def open_engine(settings: qa.Settings) -> qa.QAEngine:
@@ -48,11 +52,11 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     ui.warm_up(engine)
     demo = ui.build_app(engine, settings)
-    print(f"answer mode: {engine.mode_label}; open http://{settings.host}:{settings.port}", file=sys.stderr)
+    print(f"answer mode: {engine.mode_label}; open http://{settings.ui.host}:{settings.ui.port}", file=sys.stderr)
     try:
         ui.launch(demo, settings)
     except OSError as exc:  # port taken or address not available
-        print(f"error: cannot serve on {settings.host}:{settings.port} ({exc}); set QA_PORT or --port", file=sys.stderr)
+        print(f"error: cannot serve on {settings.ui.host}:{settings.ui.port} ({exc}); set QA_PORT or --port", file=sys.stderr)
         return 1
     return 0
 

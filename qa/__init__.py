@@ -1,31 +1,67 @@
-"""Offline, cross-lingual question answering with verified citations over a news corpus."""
+"""Offline, cross-lingual question answering with verified citations over a news corpus.
 
-import os as _os
+The public names load lazily: ``import qa`` and ``import qa.errors`` stay cheap (no model, Chroma or
+LlamaIndex import), and importing changes nothing in the host process (the entry points, ``app.py``
+and the ``qa`` command, set their own environment defaults).
+"""
 
-# Chroma telemetry and Gradio analytics stay off for every entry point (the project never calls out).
-_os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
-_os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-_os.environ.setdefault("HF_HUB_OFFLINE", "1")
-_os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+from __future__ import annotations
 
-from qa.engine import CorpusStats, QAEngine  # noqa: E402
-from qa.errors import ConfigError, LLMError, QAError, StoreError  # noqa: E402
-from qa.ingest import IngestReport, ingest  # noqa: E402
-from qa.schema import Answer, Citation, Source  # noqa: E402
-from qa.settings import Settings, load_settings  # noqa: E402
+import importlib
+import sys
+import types
+from typing import TYPE_CHECKING, Any
 
+_EXPORTS = {
+    "Settings": "qa.settings",
+    "load_settings": "qa.settings",
+    "ingest": "qa.ingest",
+    "add_documents": "qa.ingest",
+    "IngestReport": "qa.ingest",
+    "QAEngine": "qa.engine",
+    "CorpusStats": "qa.engine",
+    "Answer": "qa.schema",
+    "Citation": "qa.schema",
+    "Source": "qa.schema",
+    "QAError": "qa.errors",
+    "ConfigError": "qa.errors",
+    "StoreError": "qa.errors",
+    "LLMError": "qa.errors",
+}
 __all__ = [
-    "Settings",
-    "load_settings",
-    "ingest",
-    "QAEngine",
-    "CorpusStats",
-    "Answer",
-    "Citation",
-    "Source",
-    "IngestReport",
-    "QAError",
-    "ConfigError",
-    "StoreError",
-    "LLMError",
+    "Settings", "load_settings", "ingest", "add_documents", "IngestReport", "QAEngine", "CorpusStats",
+    "Answer", "Citation", "Source", "QAError", "ConfigError", "StoreError", "LLMError",
 ]
+
+if TYPE_CHECKING:  # pragma: no cover
+    from qa.engine import CorpusStats, QAEngine
+    from qa.errors import ConfigError, LLMError, QAError, StoreError
+    from qa.ingest import IngestReport, add_documents, ingest
+    from qa.schema import Answer, Citation, Source
+    from qa.settings import Settings, load_settings
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'qa' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+class _Package(types.ModuleType):
+    """`qa.ingest` is the function, as before, even after the submodule `qa.ingest` is imported (the import
+    system would otherwise bind the package attribute to the submodule)."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if isinstance(value, types.ModuleType) and callable(getattr(value, name, None)) and name in _EXPORTS:
+            value = getattr(value, name)
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

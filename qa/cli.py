@@ -7,7 +7,7 @@ import json
 import sys
 from dataclasses import asdict
 
-from qa.errors import QAError
+from qa.errors import ConfigError, QAError
 
 
 def _settings(args: argparse.Namespace):
@@ -51,8 +51,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_ask(args: argparse.Namespace) -> int:
     from qa.engine import QAEngine
-
-    from qa.engine import clean_question
+    from qa.query import clean_question
 
     settings = _settings(args)
     question = clean_question(" ".join(args.question), settings.max_question_chars)  # before loading anything
@@ -107,12 +106,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def run_bench(argv: list[str]) -> int:
+    """`qa bench` runs benchmarks/bench.py of the source checkout (measurement code is not in the package)."""
+    import runpy
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "bench.py"
+    if not script.is_file():
+        raise ConfigError(f"qa bench needs the source checkout's benchmarks/ folder (not found at {script.parent}); "
+                          f"run it from a clone: python benchmarks/bench.py")
+    namespace = runpy.run_path(str(script), run_name="qa_bench")
+    return namespace["main"](argv) or 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    from qa.settings import apply_process_defaults
+
+    apply_process_defaults()
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["bench"]:  # every option goes to the benchmark's own parser
-        from qa.bench import main as bench_main
-
-        return bench_main(argv[1:]) or 0
+        try:
+            return run_bench(argv[1:])
+        except QAError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
     args = build_parser().parse_args(argv)
     try:
         return args.func(args) or 0

@@ -146,9 +146,9 @@ class OpenAIEmbedding(LocalEmbedding):
         super().__init__(model_name=settings.openai_embedding_model, **kwargs)
         from openai import OpenAI
 
-        key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else "not-needed"
+        key = settings.llm.api_key.get_secret_value() if settings.llm.api_key else "not-needed"
         self._client = OpenAI(
-            api_key=key, base_url=settings.llm_base_url, timeout=settings.llm_timeout, max_retries=settings.llm_max_retries
+            api_key=key, base_url=settings.llm.base_url, timeout=settings.llm.timeout, max_retries=settings.llm.max_retries
         )
         if "3-large" in self.model_name:
             self.dim = 3072

@@ -1,34 +1,37 @@
-"""QAEngine: the Python query API that the CLI, the web UI and the evaluation all use."""
+"""QAEngine: the Python query API that the CLI, the web UI and the evaluation all use.
+
+A question goes through one `Pipeline`, built once per index snapshot: analyse (clean text, language,
+follow-up context, vectors) -> fuse dense, sentence and BM25 retrievers -> de-duplicate -> answer.
+`refresh()` builds the next pipeline and swaps it in as one reference, so a question always runs on a
+single consistent snapshot, even while an ingestion is being picked up.
+"""
 
 from __future__ import annotations
 
-import re
 import threading
 import time
-import unicodedata
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
-import numpy as np
 from llama_index.core.query_engine import CustomQueryEngine
 from llama_index.core.response import Response
 from llama_index.core.schema import NodeWithScore
 
-from qa.answering import ExtractiveAnswerer, node_to_source, not_in_corpus
+from qa.answering import Answerer, ExtractiveAnswerer, node_to_source
 from qa.embeddings import LocalEmbedding, USEEmbedding, make_embedding
-from qa.errors import ConfigError, LLMError, StoreError
-from qa.llm import REFUSAL_TOKEN, LLMClient, MarkerFilter, build_messages, check_citations, endpoint_label
-from qa.retrieval import DiversityPostprocessor, HybridRetriever, Snapshot, Timings, manifest_key
+from qa.errors import LLMError, StoreError
+from qa.llm import LLMClient, endpoint_label
+from qa.postprocessors import DiversityPostprocessor
+from qa.query import History, Query, QueryAnalyzer
+from qa.retrievers import DenseRetriever, FusionRetriever, LexicalRetriever, SentenceRetriever
 from qa.schema import Answer, Source
 from qa.settings import Settings, load_settings
+from qa.snapshot import Snapshot, manifest_key
 from qa.store import Store, describe_location
 from qa.support import TermSupport
-from qa.text import count_tokens, detect_language
-
-History = list[tuple[str, str]] | list[list[str]] | None
-FOLLOW_UP_TOKENS = 20
-_INVISIBLE = re.compile("[\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff\u00ad]")
+from qa.timing import Trace, stage, tracing
 
 
 @dataclass
@@ -41,29 +44,58 @@ class CorpusStats:
     titles: dict[str, str] = field(default_factory=dict)
 
 
-def clean_question(question: Any, max_chars: int) -> str:
-    """Normalise a question; raise ConfigError for empty or over-long input."""
-    if not isinstance(question, str):
-        raise ConfigError("the question must be text")
-    text = _INVISIBLE.sub("", unicodedata.normalize("NFC", question))
-    text = "".join(c if c in "\n\t" or unicodedata.category(c)[0] != "C" else " " for c in text)
-    text = re.sub(r"\s+", " ", text).strip()
-    if not text:
-        raise ConfigError("the question is empty; type a question about the articles")
-    if len(text) > max_chars:
-        raise ConfigError(
-            f"the question is {len(text)} characters long; the limit is {max_chars} (QA_MAX_QUESTION_CHARS)"
-        )
-    return text
+@dataclass(frozen=True)
+class Pipeline:
+    """Everything a question needs, over one snapshot of the index."""
+
+    store: Store
+    snapshot: Snapshot
+    analyzer: QueryAnalyzer
+    retriever: FusionRetriever
+    answerer: Answerer  # the configured mode (the LLM wrapped in its offline fallback, or offline)
+    offline: ExtractiveAnswerer
+
+    def nodes(self, query: Query, top_k: int, settings: Settings) -> list[NodeWithScore]:
+        candidates = self.retriever.search(query)
+        with stage("diversity"):
+            return DiversityPostprocessor(top_k=top_k, max_similarity=settings.retrieval.duplicate_similarity,
+                                          max_per_source=settings.retrieval.max_per_source).postprocess_nodes(candidates)
 
 
-def normalize_history(history: History, max_chars: int) -> list[tuple[str, str]]:
-    """Keep well-formed turns, each cut to the question limit: a client-sent history is input too."""
-    out = []
-    for turn in history or []:
-        if isinstance(turn, (list, tuple)) and len(turn) >= 2 and isinstance(turn[0], str):
-            out.append((turn[0][:max_chars], str(turn[1] or "")[: 4 * max_chars]))
-    return out
+def build_pipeline(settings: Settings, store: Store, embed_model: LocalEmbedding, llm: LLMClient | None) -> Pipeline:
+    r = settings.retrieval
+    snapshot = Snapshot.load(store, r.min_language_chunks)
+    if not snapshot.texts:
+        raise StoreError(f"the index at {describe_location(settings)} has no documents; run `qa ingest`")
+    analyzer = QueryAnalyzer(embed_model, snapshot.centroids, e5_share=r.e5_share,
+                             max_chars=settings.max_question_chars)
+    parts = [
+        (DenseRetriever(store, snapshot, analyzer, r.candidates, centering=r.centering), r.dense_weight),
+        (SentenceRetriever(store, snapshot, analyzer, r.candidates), r.sentence_weight),
+        (LexicalRetriever(store, snapshot, analyzer, r.candidates, coverage_power=r.coverage_power), r.lexical_weight),
+    ]
+    retriever = FusionRetriever(store, snapshot, analyzer, parts, k=r.rrf_k, candidates=r.candidates)
+    support = None
+    if settings.answering.term_support:
+        support = TermSupport(USEEmbedding(), snapshot.lexical.doc_share, settings.answering)
+    offline = ExtractiveAnswerer(store, settings.answering, idf=snapshot.lexical.idf, support=support)
+    answerer: Answerer = offline
+    if llm is not None:
+        from qa.generation import FallbackAnswerer, LLMAnswerer
+
+        answerer = FallbackAnswerer(LLMAnswerer(llm), offline)
+    return Pipeline(store, snapshot, analyzer, retriever, answerer, offline)
+
+
+def _traced(events: Iterator, trace: Trace) -> Iterator:
+    """Run each step of a generator inside the trace (a generator may resume in another thread)."""
+    while True:
+        with tracing(trace):
+            try:
+                event = next(events)
+            except StopIteration:
+                return
+        yield event
 
 
 class QAEngine:
@@ -76,42 +108,35 @@ class QAEngine:
     def __init__(self, settings: Settings | None = None, *, embed_model: LocalEmbedding | None = None):
         self.settings = settings or load_settings()
         self.embed_model = embed_model or make_embedding(self.settings)
-        self.store = Store(self.settings)
-        if not self.store.exists() or self.store.count() == 0:
+        store = Store(self.settings)
+        if not store.exists() or store.count() == 0:
             raise StoreError(
                 f"no index at {describe_location(self.settings)} (collection {self.settings.collection!r}); "
                 f"run `qa ingest` first"
             )
-        self.store.check_model(self.embed_model.model_name, self.embed_model.dim)
+        store.check_model(self.embed_model.model_name, self.embed_model.dim)
         self.llm = LLMClient(self.settings) if self.settings.use_llm else None
         self._lock = threading.Lock()
-        self._load()
+        self.pipeline = build_pipeline(self.settings, store, self.embed_model, self.llm)
 
-    # --- state -------------------------------------------------------------------------------
-    def _load(self, store: Store | None = None) -> None:
-        store = store or self.store
-        snapshot = Snapshot.load(store)
-        if not snapshot.texts:
-            raise StoreError(f"the index at {describe_location(self.settings)} has no documents; run `qa ingest`")
-        self.store = store
-        self.snapshot = snapshot
-        self.retriever = HybridRetriever(store, snapshot, self.embed_model, e5_share=self.settings.retrieval_e5_share)
-        support = None
-        if self.settings.term_support:
-            support = TermSupport(USEEmbedding(), snapshot.lexical.doc_share)
-        self.answerer = ExtractiveAnswerer(store, self.settings.relevance_floor, idf=snapshot.lexical.idf,
-                                           centroids=snapshot.centroids, support=support)
+    @property
+    def store(self) -> Store:
+        return self.pipeline.store
+
+    @property
+    def snapshot(self) -> Snapshot:
+        return self.pipeline.snapshot
 
     def refresh(self) -> bool:
         """Reload after an ingestion; returns True when the store had changed."""
         with self._lock:
-            if manifest_key(self.store.manifest()) == self.snapshot.manifest_key:
+            if manifest_key(self.pipeline.store.manifest()) == self.pipeline.snapshot.manifest_key:
                 return False
             # A fresh client: an embedded one keeps vector indexes in memory and would miss what another
-            # process (`qa ingest` in a terminal) wrote. Questions in flight finish on the old one.
+            # process (`qa ingest` in a terminal) wrote. Questions in flight finish on the old pipeline.
             fresh = Store(self.settings)
             fresh.reopen()
-            self._load(fresh)
+            self.pipeline = build_pipeline(self.settings, fresh, self.embed_model, self.llm)
             return True
 
     def stats(self) -> CorpusStats:
@@ -129,38 +154,16 @@ class QAEngine:
     def mode_label(self) -> str:
         return f"LLM: {endpoint_label(self.settings)}" if self.llm else "offline extractive"
 
-    # --- retrieval ---------------------------------------------------------------------------
-    def _nodes(self, query: str, top_k: int, timings: Timings) -> tuple[list[NodeWithScore], np.ndarray]:
-        t = time.perf_counter()
-        q = self.embed_model.encode([query], is_query=True)[0]
-        timings.add("embed_query", t)
-        candidates = self.retriever.search(query, q, timings)
-        t = time.perf_counter()
-        nodes = DiversityPostprocessor(top_k=top_k).postprocess_nodes(candidates)
-        timings.add("diversity", t)
-        return nodes, q
-
-    @staticmethod
-    def _search_query(question: str, history: list[tuple[str, str]]) -> str:
-        """Offline follow-ups ("and who funded it?") borrow the previous question's words.
-
-        Only a short question in the same language as the previous one reads as a follow-up; a long or
-        other-language question starts a new topic and would be blurred by the old one.
-        """
-        if not history:
-            return question
-        previous = history[-1][0]
-        if count_tokens(question) > FOLLOW_UP_TOKENS or detect_language(previous) != detect_language(question):
-            return question
-        return f"{previous} {question}"
+    # --- the query API -----------------------------------------------------------------------
+    def analyse(self, question: str, history: History = None) -> Query:
+        """The question as every component sees it (offline follow-up handling, no LLM call)."""
+        return self.pipeline.analyzer.analyse(question, history)
 
     def retrieve(self, question: str, top_k: int | None = None, history: History = None) -> list[Source]:
-        question = clean_question(question, self.settings.max_question_chars)
-        hist = normalize_history(history, self.settings.max_question_chars)
-        nodes, _ = self._nodes(self._search_query(question, hist), top_k or self.settings.top_k, Timings())
+        p = self.pipeline
+        nodes = p.nodes(p.analyzer.analyse(question, history), top_k or self.settings.retrieval.top_k, self.settings)
         return [node_to_source(n) for n in nodes]
 
-    # --- answering ---------------------------------------------------------------------------
     def ask(self, question: str, history: History = None, top_k: int | None = None) -> Answer:
         answer = None
         for event in self.stream(question, history, top_k=top_k):
@@ -172,76 +175,32 @@ class QAEngine:
     def stream(self, question: str, history: History = None, top_k: int | None = None) -> Iterator[str | Answer]:
         """Yields text deltas, then the final Answer (whose text replaces what was streamed)."""
         started = time.perf_counter()
-        question = clean_question(question, self.settings.max_question_chars)
-        hist = normalize_history(history, self.settings.max_question_chars)
-        language = detect_language(question)
-        top_k = top_k or self.settings.top_k
-        timings = Timings()
-        answer: Answer | None = None
+        p = self.pipeline  # one snapshot for the whole question, whatever refresh() does meanwhile
+        trace = Trace()
         notice = ""
-        retrieved: dict = {}  # the LLM path leaves its retrieval here so a fallback does not redo it
-        if self.llm is not None:
+        with tracing(trace):
+            condense = self.llm.condense if self.llm is not None else None
             try:
-                answer = yield from self._stream_llm(question, hist, language, top_k, timings, retrieved)
-            except LLMError as exc:
+                query = p.analyzer.analyse(question, history, condense=condense)
+            except LLMError as exc:  # the endpoint failed on the follow-up already: answer offline
                 notice = f"{exc}. Showing the offline answer instead."
-                yield "\n\n"
-        if answer is None:
-            if not hist and "nodes" in retrieved:
-                nodes, q = retrieved["nodes"], retrieved["q"]
+                query = p.analyzer.analyse(question, history)
+            nodes = p.nodes(query, top_k or self.settings.retrieval.top_k, self.settings)
+        answerer = p.offline if notice else p.answerer
+        answer_started = time.perf_counter()
+        answer: Answer | None = None
+        for event in _traced(answerer.stream(query, nodes), trace):
+            if isinstance(event, Answer):
+                answer = event
             else:
-                nodes, q = self._nodes(self._search_query(question, hist), top_k, timings)
-            t = time.perf_counter()
-            answer = self.answerer.answer(question, q, nodes, language)
-            timings.add("answer", t)
+                yield event
+        assert answer is not None
+        trace.add("answer", time.perf_counter() - answer_started - trace.stages.get("generate", 0.0))
+        if notice:
             answer.notice = notice
-            for i, part in enumerate(re.split(r"(?<=\]) ", answer.text)):
-                yield (" " if i else "") + part
-        timings.stages["total"] = time.perf_counter() - started
-        answer.timings = dict(timings.stages)
+        trace.stages["total"] = time.perf_counter() - started
+        answer.timings = dict(trace.stages)
         yield answer
-
-    def _stream_llm(self, question, hist, language, top_k, timings, retrieved: dict) -> Iterator[str]:
-        t = time.perf_counter()
-        standalone = self.llm.condense(question, hist) if hist else question
-        timings.add("condense", t)
-        nodes, q = self._nodes(standalone, top_k, timings)
-        retrieved.update(nodes=nodes, q=q)
-        sources = [node_to_source(n) for n in nodes]
-        if not sources:
-            return Answer(not_in_corpus(language), refused=True, mode="llm", question=question, language=language)
-        t = time.perf_counter()
-        messages = build_messages(standalone, sources, language)
-        filt = MarkerFilter(len(sources))
-        raw = ""
-        held = True  # hold output until it is clear the reply is not the refusal token
-        for delta in self.llm.stream(messages):
-            raw += delta
-            if held and (REFUSAL_TOKEN.startswith(raw.strip()) or raw.strip().startswith(REFUSAL_TOKEN)):
-                continue
-            if held:
-                held = False
-                out = filt.feed(raw)
-            else:
-                out = filt.feed(delta)
-            if out:
-                yield out
-        if not held:
-            tail = filt.flush()
-            if tail:
-                yield tail
-        timings.add("generate", t)
-        # A reply cut short inside the token ("NOT_IN") is still the model declining.
-        if REFUSAL_TOKEN in raw or (held and REFUSAL_TOKEN.startswith(raw.strip())):
-            return Answer(not_in_corpus(language), refused=True, mode="llm", question=question, language=language,
-                          sources=sources)
-        text, citations = check_citations(raw, sources)
-        answer = Answer(text, citations, refused=False, mode="llm", question=question, language=language,
-                        sources=sources)
-        if not citations:
-            answer.unverified = True
-            answer.notice = "This answer cites no source: treat it with care."
-        return answer
 
     # --- LlamaIndex interop -------------------------------------------------------------------
     def as_query_engine(self) -> "CitedQueryEngine":

@@ -8,9 +8,10 @@ import re
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -203,32 +204,36 @@ def ours(engine, top_k: int) -> System:
     return run
 
 
-def _answer_with(engine, answerer, case: TestCase, nodes) -> SystemOutput:
-    from qa.text import detect_language
+def _query(engine, case: TestCase, *, plain: bool = False):
+    """The case's question as the engine analyses it; plain: the even-mix vector, no language bias (baselines)."""
+    from dataclasses import replace
 
-    from qa.engine import QAEngine
+    query = engine.analyse(case.question, [tuple(t) for t in case.history])
+    if plain:
+        query = replace(query, ranking_vector=query.vector, embedding=query.vector.tolist(), bias={}, ranking_bias={})
+    return query
 
-    query = QAEngine._search_query(case.question, [tuple(t) for t in case.history])
-    q = engine.embed_model.encode([query], is_query=True)[0]
-    ans = answerer.answer(case.question, q, nodes, detect_language(case.question))
+
+def _answer_with(answerer, query, nodes) -> SystemOutput:
+    ans = answerer.answer(query, nodes)
     return SystemOutput([n.node.metadata.get("source", "") for n in nodes], ans.text,
                         [asdict(c) for c in ans.citations], ans.refused)
 
 
 def single_retriever_baseline(engine, top_k: int, dense: bool) -> System:
     """Plain dense or plain BM25 over our chunks: top-k, with no fusion, sentence vectors, language
-    centring or de-duplication."""
-    from qa.engine import QAEngine
-    from qa.retrieval import HybridRetriever
+    centring or de-duplication; answered by our extractive answerer."""
+    from qa.retrievers import DenseRetriever, LexicalRetriever
 
-    retriever = HybridRetriever(engine.store, engine.snapshot, engine.embed_model,
-                                dense_weight=1.0 if dense else 0.0, lexical_weight=0.0 if dense else 1.0,
-                                sentence_weight=0.0, centering=0.0, coverage_power=0.0)
+    p = engine.pipeline
+    candidates = engine.settings.retrieval.candidates
+    retriever = (DenseRetriever(p.store, p.snapshot, p.analyzer, candidates) if dense
+                 else LexicalRetriever(p.store, p.snapshot, p.analyzer, candidates, coverage_power=0.0))
 
     def run(case: TestCase) -> SystemOutput:
-        query = QAEngine._search_query(case.question, [tuple(t) for t in case.history])
+        query = _query(engine, case, plain=True)
         nodes = retriever.search(query)[:top_k]
-        return _answer_with(engine, engine.answerer, case, nodes)
+        return _answer_with(p.offline, _query(engine, case), nodes)
 
     return run
 
@@ -268,14 +273,13 @@ def llamaindex_default_baseline(engine, corpus_dir: Path) -> System:
             out.extend((s, n.node.node_id, cache[s]) for s in parts)
         return out
 
-    answerer = ExtractiveAnswerer(None, engine.settings.relevance_floor, idf=engine.snapshot.lexical.idf,
-                                  sentence_source=sentences)
+    config = engine.settings.answering.model_copy(update={"same_document": True})
+    answerer = ExtractiveAnswerer(None, config, idf=engine.snapshot.lexical.idf, sentence_source=sentences)
 
     def run(case: TestCase) -> SystemOutput:
-        from qa.engine import QAEngine
-
-        nodes = retriever.retrieve(QAEngine._search_query(case.question, [tuple(t) for t in case.history]))
-        return _answer_with(engine, answerer, case, nodes)
+        query = _query(engine, case, plain=True)
+        nodes = retriever.retrieve(query.query_str)
+        return _answer_with(answerer, query, nodes)
 
     return run
 
@@ -331,7 +335,7 @@ def evaluate(engine, cases: list[TestCase], *, top_k: int | None = None, baselin
     from qa.loading import load_corpus
 
     started = time.perf_counter()
-    top_k = top_k or engine.settings.top_k
+    top_k = top_k or engine.settings.retrieval.top_k
     corpus_dir = Path(engine.settings.corpus_dir)
     corpus_texts = {f.source: f.text for f in load_corpus(corpus_dir, engine.settings.max_file_bytes).files}
     systems: dict[str, System] = {"ours": ours(engine, top_k)}

@@ -4,22 +4,25 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import logging
 import os
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Callable
+from pathlib import Path, PurePosixPath
 
 from qa.chunking import Chunk, chunk_text, make_splitter
 from qa.embeddings import LocalEmbedding, make_embedding
-from qa.errors import ConfigError, StoreError
+from qa.errors import ConfigError, QAError, StoreError
 from qa.loading import CorpusFile, SkippedFile, load_corpus
 from qa.settings import Settings, load_settings
 from qa.store import DocRecord, Store, describe_location
 
+log = logging.getLogger(__name__)
 ProgressFn = Callable[[int, int, str], None]  # (chunks done, chunks total, current source)
 
 
@@ -131,9 +134,14 @@ def _rebuild(settings: Settings, store: Store, model: LocalEmbedding, progress) 
     return report
 
 
-def _sync(settings: Settings, store: Store, model: LocalEmbedding, progress: ProgressFn | None) -> IngestReport:
+def _sync(settings: Settings, store: Store, model: LocalEmbedding, progress: ProgressFn | None,
+          only: set[str] | None = None) -> IngestReport:
+    """only: limit the work to these sources (an upload must not pick up other changes of the corpus)."""
     report = IngestReport()
     loaded = load_corpus(Path(settings.corpus_dir), settings.max_file_bytes)
+    if only is not None:
+        loaded.files = [f for f in loaded.files if f.source in only]
+        loaded.skipped = [s for s in loaded.skipped if s.source in only]
     report.skipped = loaded.skipped
     manifest = store.manifest()
     sig = signature(settings, model)
@@ -149,7 +157,7 @@ def _sync(settings: Settings, store: Store, model: LocalEmbedding, progress: Pro
         todo.append((f, chunk_text(f.source, f.text, splitter), old is not None))
 
     # A file that became unreadable keeps its previous version in the store; only deleted files go.
-    gone = [s for s in manifest if s not in present]
+    gone = [s for s in manifest if s not in present and only is None]
 
     total = sum(len(chunks) for _, chunks, _ in todo)
     bar = None
@@ -177,11 +185,8 @@ def _sync(settings: Settings, store: Store, model: LocalEmbedding, progress: Pro
             if progress:
                 progress(done, total, f.source)
         for source in gone:
-            record = manifest[source]
-            store.forget_document(source)
-            store.delete_chunks(record.chunk_ids)
+            report.chunks_removed += _forget(store, manifest[source])
             report.removed += 1
-            report.chunks_removed += len(record.chunk_ids)
         _sweep_orphans(store)
     finally:
         if bar is not None:
@@ -190,6 +195,13 @@ def _sync(settings: Settings, store: Store, model: LocalEmbedding, progress: Pro
     report.documents_total = len(final)
     report.chunks_total = sum(len(r.chunk_ids) for r in final.values())
     return report
+
+
+def _forget(store: Store, record: DocRecord) -> int:
+    """Remove a document: its manifest record first (readers stop seeing it at once), then its chunks."""
+    store.forget_document(record.source)
+    store.delete_chunks(record.chunk_ids)
+    return len(record.chunk_ids)
 
 
 def _write(store: Store, model: LocalEmbedding, f: CorpusFile, chunks: list[Chunk]) -> None:
@@ -228,3 +240,146 @@ def _sweep_orphans(store: Store) -> None:
         return
     orphans = [cid for cid in store.all_chunk_ids() if cid not in listed]
     store.delete_chunks(orphans)
+
+
+# --- adding and removing documents -------------------------------------------------------------------
+
+@dataclass
+class UploadReport:
+    added: list[str] = field(default_factory=list)  # sources now answerable
+    rejected: list[tuple[str, str]] = field(default_factory=list)  # (file name, reason)
+    error: str = ""
+
+    def message(self) -> str:
+        lines = [f"Added {name}: answerable now." for name in self.added]
+        lines += [f"Rejected {name}: {reason}. Nothing was changed for it." for name, reason in self.rejected]
+        if self.error:
+            lines.append(self.error)
+        return "\n".join(lines) or "No file was given."
+
+
+def add_documents(settings: Settings, paths: list[str | Path], *, names: list[str] | None = None,
+                  embed_model: LocalEmbedding | None = None, progress: ProgressFn | None = None,
+                  max_bytes: int | None = None) -> UploadReport:
+    """Check files (name, size, content, duplicates), store them under corpus_dir/uploads and ingest them.
+
+    names: the names the user gave (an upload arrives under a temporary path). A file that fails any
+    check, or whose ingestion fails, leaves the corpus folder and the index as they were.
+    """
+    with _UPLOADS:  # uploads from several sessions wait for each other instead of failing on the lock
+        return _add_documents(settings, paths, names or [Path(p).name for p in paths], embed_model, progress,
+                              max_bytes)
+
+
+_UPLOADS = threading.Lock()
+
+
+def _add_documents(settings, paths, names, embed_model, progress, max_bytes) -> UploadReport:
+    from qa.uploads import UPLOAD_DIR, UploadRejected, check_upload, safe_display_name, write_new
+
+    report = UploadReport()
+    limit = max_bytes or settings.max_file_bytes
+    model = embed_model or make_embedding(settings)
+    store = Store(settings)
+    known = {r.file_hash: s for s, r in store.manifest().items()}
+    accepted: list[tuple[str, bytes]] = []
+    for path, name in zip(paths, names):
+        shown = safe_display_name(name)
+        try:
+            checked = check_upload(Path(path), name, limit)
+            digest = hashlib.sha256(checked.raw).hexdigest()
+            if digest in known:
+                raise UploadRejected(f"the same text is already in the corpus as {known[digest]}")
+            if any(hashlib.sha256(raw).hexdigest() == digest for _, raw in accepted):
+                raise UploadRejected("the same file was given twice")
+            accepted.append((checked.name, checked.raw))
+        except UploadRejected as exc:
+            report.rejected.append((shown, str(exc)))
+        except OSError:
+            report.rejected.append((shown, "the file could not be read"))
+    if not accepted:
+        return report
+    folder = Path(settings.corpus_dir) / UPLOAD_DIR
+    written: list[Path] = []
+    try:
+        with writer_lock(settings):
+            for name, raw in accepted:
+                written.append(write_new(folder, name, raw))
+            sources = {p.relative_to(settings.corpus_dir).as_posix(): p for p in written}
+            store.check_model(model.model_name, model.dim)
+            store.create(model.model_name, model.dim)
+            try:
+                result = _sync(settings, store, model, progress, only=set(sources))
+            except BaseException:
+                _undo(store, list(sources))
+                raise
+        for skipped in result.skipped:
+            sources.pop(skipped.source).unlink(missing_ok=True)
+            report.rejected.append((Path(skipped.source).name, skipped.reason))
+        report.added = list(sources)
+    except BaseException as exc:
+        for path in written:
+            path.unlink(missing_ok=True)
+        if not isinstance(exc, Exception):
+            raise
+        reason = str(exc) if isinstance(exc, QAError) else "indexing failed (see the server log)"
+        if not isinstance(exc, QAError):
+            log.exception("adding %s failed", [n for n, _ in accepted])
+        report.rejected += [(name, reason) for name, _ in accepted]
+    return report
+
+
+def _undo(store: Store, sources: list[str]) -> None:
+    """Drop whatever an interrupted upload committed, so the index is as it was before."""
+    try:
+        manifest = store.manifest()
+        for source in sources:
+            if source in manifest:
+                _forget(store, manifest[source])
+        _sweep_orphans(store)
+    except Exception:
+        log.exception("undoing a failed upload failed")
+
+
+@dataclass
+class RemoveReport:
+    removed: list[str] = field(default_factory=list)
+    chunks_removed: int = 0
+    missing: list[str] = field(default_factory=list)
+
+
+def remove_documents(settings: Settings, sources: list[str], *, delete_files: bool = True) -> RemoveReport:
+    """Remove documents from the index (and their files from corpus_dir): crash-safe like ingestion.
+
+    The manifest record goes first, so readers see the document fully or not at all; chunks, sentence
+    rows and lexical entries follow. A source not in the index is reported, and nothing else changes.
+    """
+    report = RemoveReport()
+    corpus = Path(settings.corpus_dir).resolve()
+    with writer_lock(settings):
+        store = Store(settings)
+        manifest = store.manifest()
+        for source in sources:
+            key = _as_source(settings, source)
+            if key not in manifest:
+                report.missing.append(source)
+                continue
+            if delete_files:
+                path = (corpus / key).resolve()
+                if path.is_relative_to(corpus):
+                    path.unlink(missing_ok=True)
+            report.chunks_removed += _forget(store, manifest[key])
+            report.removed.append(key)
+    return report
+
+
+def _as_source(settings: Settings, value: str) -> str:
+    """A source key from what a user typed: the key itself, or a path to the file inside corpus_dir."""
+    path = Path(value)
+    corpus = Path(settings.corpus_dir).resolve()
+    if path.exists():
+        try:
+            return path.resolve().relative_to(corpus).as_posix()
+        except ValueError:
+            pass
+    return PurePosixPath(value.replace("\\", "/")).as_posix()

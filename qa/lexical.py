@@ -40,13 +40,13 @@ class LexicalIndex:
             return 0.0
         return min(self._df.get(t, 0) for t in terms) / len(self.ids)
 
-    def search(self, query: str, k: int) -> list[tuple[str, float, float]]:
-        """Top-k (chunk id, BM25 score, coverage) with a positive score, best first.
+    def search(self, terms: list[str], k: int) -> list[tuple[str, float, float]]:
+        """Top-k (chunk id, BM25 score, coverage) for the query's lexical terms, positive scores, best first.
 
         coverage is the share of the query's IDF mass that the chunk contains: near 0 when only common
         words match (a cross-lingual question sharing just "Sora"), near 1 when its rare names all match.
         """
-        q_terms = set(lexical_terms(query))
+        q_terms = set(terms)
         term_ids = [self._vocab[t] for t in q_terms if t in self._vocab]
         if not term_ids or not self.ids:
             return []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Iterator
+from collections.abc import Iterator
 from urllib.parse import urlparse
 
 from qa.errors import LLMError
@@ -32,9 +32,9 @@ _MARKER = re.compile(r"\[(\d+(?:\s*[,;]\s*\d+)*)\]")
 
 def endpoint_label(settings: Settings) -> str:
     """Model and host for display, never the key (nor credentials written into the URL)."""
-    if not settings.llm_base_url:
-        return f"{settings.llm_model} @ api.openai.com"
-    url = urlparse(settings.llm_base_url)
+    if not settings.llm.base_url:
+        return f"{settings.llm.model} @ api.openai.com"
+    url = urlparse(settings.llm.base_url)
     try:
         port = url.port
     except ValueError:
@@ -42,7 +42,7 @@ def endpoint_label(settings: Settings) -> str:
     host = url.hostname or "?"
     if ":" in host:
         host = f"[{host}]"
-    return f"{settings.llm_model} @ {host}{f':{port}' if port else ''}"
+    return f"{settings.llm.model} @ {host}{f':{port}' if port else ''}"
 
 
 def _attr(value: str) -> str:
@@ -147,11 +147,11 @@ class LLMClient:
         from openai import OpenAI, Timeout
 
         self.settings = settings
-        key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else "not-needed"
+        key = settings.llm.api_key.get_secret_value() if settings.llm.api_key else "not-needed"
         self.client = OpenAI(
             api_key=key,
-            base_url=settings.llm_base_url,
-            timeout=Timeout(settings.llm_timeout, connect=min(5.0, settings.llm_timeout)),
+            base_url=settings.llm.base_url,
+            timeout=Timeout(settings.llm.timeout, connect=min(5.0, settings.llm.timeout)),
             max_retries=0,
         )
         self.label = endpoint_label(settings)
@@ -169,7 +169,7 @@ class LLMClient:
                 later = f"try again in {wait:.0f} s" if wait and wait >= 1 else "try again shortly"
                 msg = f"the LLM endpoint {where} is rate-limiting requests (HTTP 429); {later}"
             case openai.APITimeoutError():
-                msg = f"the LLM endpoint {where} did not answer within {self.settings.llm_timeout:g} s"
+                msg = f"the LLM endpoint {where} did not answer within {self.settings.llm.timeout:g} s"
             case openai.APIConnectionError() if _broken_off(exc):
                 msg = f"the LLM endpoint {where} closed the connection before its reply was complete"
             case openai.APIConnectionError():
@@ -185,7 +185,7 @@ class LLMClient:
         """Seconds to wait before another attempt, or None when the failure is final."""
         import openai
 
-        if attempt >= self.settings.llm_max_retries:
+        if attempt >= self.settings.llm.max_retries:
             return None
         match exc:
             case openai.APITimeoutError():
@@ -198,14 +198,14 @@ class LLMClient:
                 return None
         if wait is None:
             wait = 0.5 * 2**attempt
-        return wait if 0 <= wait <= min(MAX_RETRY_WAIT, self.settings.llm_timeout) else None
+        return wait if 0 <= wait <= min(MAX_RETRY_WAIT, self.settings.llm.timeout) else None
 
     def _create(self, **kwargs):
         attempt = 0
         while True:
             try:
                 return self.client.chat.completions.create(
-                    model=self.settings.llm_model, temperature=self.settings.llm_temperature, **kwargs
+                    model=self.settings.llm.model, temperature=self.settings.llm.temperature, **kwargs
                 )
             except Exception as exc:
                 wait = self._retry_wait(exc, attempt)
@@ -220,7 +220,7 @@ class LLMClient:
         try:
             resp = self._create(messages=messages, max_tokens=max_tokens)
             content = resp.choices[0].message.content
-        except Exception as exc:  # openai errors, malformed JSON, missing fields
+        except Exception as exc:  # noqa: BLE001 - openai errors, malformed JSON, missing fields: all become LLMError
             error = self._error(exc)
         if error is not None:
             raise error  # outside the except block: the openai error (which may quote the key) is not chained
@@ -230,7 +230,7 @@ class LLMClient:
 
     def stream(self, messages: list[dict], max_tokens: int = 512) -> Iterator[str]:
         """Yields the reply's text deltas; raises LLMError if the reply fails, stalls or holds no text."""
-        deadline = time.monotonic() + 2 * self.settings.llm_timeout
+        deadline = time.monotonic() + 2 * self.settings.llm.timeout
         stream = None
         got_text = False
         error = None
@@ -247,13 +247,13 @@ class LLMClient:
                     yield delta
         except LLMError:
             raise
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - every failure of the stream becomes one LLMError
             error = self._error(exc)
         finally:
             if stream is not None:
                 try:
                     stream.close()
-                except Exception:
+                except Exception:  # noqa: BLE001 - closing a broken stream may fail too; nothing to add
                     pass
         if error is not None:
             raise error  # not chained to the openai error, whose text may quote the key

@@ -6,7 +6,7 @@ import hashlib
 import html
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from qa.text import detect_language, split_sentences
@@ -135,7 +135,7 @@ def clean(text: str) -> tuple[str, dict[str, str]]:
         stamp = m.group(1).strip()
         if stamp.isdigit() and len(stamp) in (10, 13):  # epoch seconds or milliseconds
             secs = int(stamp) / (1000 if len(stamp) == 13 else 1)
-            meta.setdefault("date", datetime.fromtimestamp(secs, tz=timezone.utc).date().isoformat())
+            meta.setdefault("date", datetime.fromtimestamp(secs, tz=UTC).date().isoformat())
     text = _COMMENT_RE.sub("", text)
     # A leading Markdown link (after the feed's timestamp comment) is the title line: "[Title](url)".
     first = _MD_LINK_RE.match(text.lstrip())

@@ -1,27 +1,233 @@
-"""The one typed settings object, built at the entry points and passed down."""
+"""The one typed settings object, built at the entry points and passed down.
+
+Settings are grouped: storage and ingestion at the top level, then `retrieval`, `answering`, `llm` and
+`ui`. Environment variables use the prefix ``QA_``; a nested field is ``QA_<GROUP>__<FIELD>`` (two
+underscores, e.g. ``QA_RETRIEVAL__CENTERING=1.5``). The variables that existed before the grouping
+keep their names (``QA_TOP_K``, ``QA_LLM_BASE_URL``, ``QA_HOST`` ...: see LEGACY), and so do the
+matching keyword arguments (``Settings(top_k=3)``). A ``.env`` file is read too.
+
+Every tuned constant says what it was chosen on; the README lists them with their held-out values.
+"""
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from qa.errors import ConfigError
 
 EmbeddingName = Literal["e5+use", "e5", "use", "openai"]
+TUNED_ON = "chosen on tests/eval/testset.jsonl (the Sora dev set)"
+
+
+class _Group(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class RetrievalSettings(_Group):
+    """Finding passages: dense chunk vectors, sentence vectors and BM25 fused by weighted reciprocal rank."""
+
+    top_k: int = Field(5, ge=1, le=50, description="Passages retrieved for a question.")
+    candidates: int = Field(30, ge=1, le=500, description="Candidates each retriever contributes to the fusion.")
+    e5_share: float = Field(
+        0.85, ge=0.0, le=1.0,
+        description="With embedding='e5+use': weight of e5 in the similarity that ranks passages (the rest is USE); "
+        f"{TUNED_ON}: MRR 0.83 at 0.5, 0.88 at 0.85.",
+    )
+    centering: float = Field(
+        1.75, ge=0.0, le=4.0,
+        description="Language centring: how much of the question's similarity to each language's mean chunk is "
+        f"subtracted (removes the models' same-language preference); {TUNED_ON}, grid 1.0-2.0.",
+    )
+    dense_weight: float = Field(1.0, ge=0.0, description="RRF weight of the dense chunk ranking.")
+    sentence_weight: float = Field(0.5, ge=0.0, description=f"RRF weight of the sentence-vector ranking; {TUNED_ON}.")
+    lexical_weight: float = Field(0.5, ge=0.0, description=f"RRF weight of the BM25 ranking; {TUNED_ON}.")
+    rrf_k: int = Field(6, ge=1, le=100, description=f"Reciprocal-rank constant k; {TUNED_ON} (LlamaIndex fixes 60).")
+    coverage_power: float = Field(
+        2.0, ge=0.0, le=4.0,
+        description="A BM25 hit counts in proportion to (share of the question's rare words it holds) ** this.",
+    )
+    min_language_chunks: int = Field(
+        5, ge=1, description="A language with fewer chunks is centred on the mean of all chunks instead of its own."
+    )
+    duplicate_similarity: float = Field(
+        0.9, ge=0.0, le=1.0,
+        description="Chunks this similar to a kept chunk of another file (the same story translated) go last.",
+    )
+    max_per_source: int = Field(3, ge=1, description="Chunks kept from one file before others are preferred.")
+
+
+class AnsweringSettings(_Group):
+    """Choosing what to quote, and when to refuse."""
+
+    relevance_floor: float = Field(
+        0.55, ge=0.0, le=1.0,
+        description="Below this evidence score the engine answers that the corpus does not contain the answer; "
+        f"{TUNED_ON}: answerable questions >= 0.56, off-topic ones <= 0.47.",
+    )
+    term_support: bool = Field(
+        True,
+        description="Offline answers also require the question's content words in the cited passage, literally or "
+        "translated (refuses 'What does a Sora subscription cost?' when only production costs are named).",
+    )
+    max_sentences: int = Field(3, ge=1, le=10, description="Sentences quoted at most in an offline answer.")
+    lexical_weight: float = Field(0.25, ge=0.0, le=2.0, description="Weight of rare-word overlap in sentence scores.")
+    margin: float = Field(0.1, ge=0.0, le=1.0, description=f"Further sentences must score within this of the best; {TUNED_ON}.")
+    rank_prior: float = Field(
+        0.1, ge=0.0, le=1.0, description=f"Bonus of sentences from better-ranked chunks, divided by 1 + rank; {TUNED_ON}."
+    )
+    same_document: bool = Field(
+        True, description=f"Further sentences come from the first one's article; {TUNED_ON} (precision 0.68 -> 0.92)."
+    )
+    duplicate_similarity: float = Field(
+        0.85, ge=0.0, le=1.0, description="A sentence this similar to one already quoted (a translation) is skipped."
+    )
+    support_similarity: float = Field(
+        0.55, ge=0.0, le=1.0,
+        description=f"Word similarity at which a question word counts as found in the evidence (translation); {TUNED_ON}.",
+    )
+    support_coverage: float = Field(
+        0.6, ge=0.0, le=1.0,
+        description=f"Share of the question's content words that must be found in the cited passage; {TUNED_ON}.",
+    )
+    topic_share: float = Field(
+        0.25, ge=0.0, le=1.0,
+        description="Words found in more than this share of the chunks (the corpus topic, 'Sora') are not key terms.",
+    )
+
+
+class LLMSettings(_Group):
+    """An OpenAI-compatible chat endpoint (OpenAI, vLLM, llama.cpp server, Ollama, LM Studio)."""
+
+    base_url: str | None = Field(
+        None, description="Base URL of an OpenAI-compatible server, e.g. http://127.0.0.1:8080/v1."
+    )
+    model: str = Field("gpt-4o-mini", description="Chat model name sent to the endpoint.")
+    api_key: SecretStr | None = Field(None, description="API key for the endpoint; falls back to OPENAI_API_KEY.")
+    timeout: float = Field(
+        10.0, gt=0, le=300,
+        description="Seconds one request may take before it is abandoned (a dead endpoint answers in about 2-3x this).",
+    )
+    max_retries: int = Field(1, ge=0, le=5, description="Retries of a failed request (bounded so errors come fast).")
+    temperature: float = Field(0.1, ge=0.0, le=2.0, description="Sampling temperature.")
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, v: str | None) -> str | None:
+        if v and not v.startswith(("http://", "https://")):
+            raise ValueError(f"{v!r} is not an http(s) URL; write it like http://127.0.0.1:8080/v1")
+        return v or None
+
+
+class UISettings(_Group):
+    """The web UI."""
+
+    host: str = Field("127.0.0.1", description="Address the web UI binds to; 0.0.0.0 exposes it to the network.")
+    port: int = Field(7860, ge=1, le=65535, description="Port of the web UI.")
+    max_upload_bytes: int = Field(2_000_000, ge=1, description="Largest file accepted by the upload box (bytes).")
+    concurrency_limit: int = Field(4, ge=1, description="Questions answered at the same time by the web UI.")
+
+
+# Names from before the grouping: QA_<NAME> and Settings(<name>=...) keep working.
+LEGACY: dict[str, tuple[str, str]] = {
+    "top_k": ("retrieval", "top_k"),
+    "retrieval_e5_share": ("retrieval", "e5_share"),
+    "relevance_floor": ("answering", "relevance_floor"),
+    "term_support": ("answering", "term_support"),
+    "llm_base_url": ("llm", "base_url"),
+    "llm_model": ("llm", "model"),
+    "llm_api_key": ("llm", "api_key"),
+    "llm_timeout": ("llm", "timeout"),
+    "llm_max_retries": ("llm", "max_retries"),
+    "llm_temperature": ("llm", "temperature"),
+    "host": ("ui", "host"),
+    "port": ("ui", "port"),
+    "max_upload_bytes": ("ui", "max_upload_bytes"),
+    "concurrency_limit": ("ui", "concurrency_limit"),
+}
+GROUPS = ("retrieval", "answering", "llm", "ui")
+
+
+def _nest(flat: dict[str, Any]) -> dict[str, Any]:
+    """Move legacy flat keys into their group (an explicit nested value wins)."""
+    out = {k: v for k, v in flat.items() if k not in LEGACY}
+    for key, (group, field) in LEGACY.items():
+        if key in flat and flat[key] is not None:
+            target = out.setdefault(group, {})
+            if isinstance(target, BaseModel):
+                target = out[group] = target.model_dump()
+            target.setdefault(field, flat[key])
+    return out
+
+
+class _LegacyEnv(PydanticBaseSettingsSource):
+    """QA_TOP_K, QA_LLM_BASE_URL, OPENAI_API_KEY ...: the flat variables, from the environment and .env."""
+
+    def __init__(self, settings_cls: type[BaseSettings], dotenv: dict[str, str]):
+        super().__init__(settings_cls)
+        self.dotenv = dotenv
+
+    def get_field_value(self, field, field_name):  # pragma: no cover - __call__ does the work
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        env = {**{k.upper(): v for k, v in self.dotenv.items()}, **{k.upper(): v for k, v in os.environ.items()}}
+        for key in LEGACY:
+            value = env.get(f"QA_{key.upper()}")
+            if value is None and key == "llm_api_key":
+                value = env.get("OPENAI_API_KEY")
+            if value is not None and value != "":
+                found[key] = value
+        return _nest(found)
+
+
+class _NestedInit(PydanticBaseSettingsSource):
+    """Keyword arguments with legacy flat names nested before the sources are merged, so that they win."""
+
+    def __init__(self, init_settings: PydanticBaseSettingsSource):
+        super().__init__(init_settings.settings_cls)
+        self.init_settings = init_settings
+
+    def get_field_value(self, field, field_name):  # pragma: no cover - __call__ does the work
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return _nest(self.init_settings())
+
+
+def _read_dotenv(path: str | Path) -> dict[str, str]:
+    try:
+        from dotenv import dotenv_values
+    except ImportError:  # pragma: no cover - python-dotenv comes with pydantic-settings
+        return {}
+    return {k: v for k, v in dotenv_values(path).items() if v is not None} if Path(path).is_file() else {}
 
 
 class Settings(BaseSettings):
     """Every knob of the project. Environment variables use the prefix ``QA_``; ``.env`` is read too."""
 
     model_config = SettingsConfigDict(
-        env_prefix="QA_", env_file=".env", env_file_encoding="utf-8", extra="ignore", validate_default=True
+        env_prefix="QA_", env_file=".env", env_file_encoding="utf-8", extra="ignore", validate_default=True,
+        env_nested_delimiter="__",
     )
 
     # --- corpus and store -------------------------------------------------------------------
-    corpus_dir: Path = Field(Path("seeds"), description="Folder of .txt/.md/.html articles, read recursively.")
+    corpus_dir: Path = Field(Path("seeds"), description="Folder of articles (.txt/.md/.html), read recursively.")
     persist_dir: Path = Field(Path("vectorstore"), description="Folder of the embedded Chroma store.")
     collection: str = Field(
         "news", description="Chroma collection name (3-50 characters: letters, digits, '.', '_', '-')."
@@ -29,10 +235,8 @@ class Settings(BaseSettings):
     chroma_host: str | None = Field(
         None, description="Host of a Chroma server (`chroma run`); unset means the embedded store in persist_dir."
     )
-    chroma_port: int = Field(8000, description="Port of the Chroma server, used with chroma_host.")
-    max_file_bytes: int = Field(
-        5_000_000, description="Files larger than this are skipped at ingestion (bytes)."
-    )
+    chroma_port: int = Field(8000, ge=1, le=65535, description="Port of the Chroma server, used with chroma_host.")
+    max_file_bytes: int = Field(5_000_000, ge=1, description="Files larger than this are skipped at ingestion (bytes).")
 
     # --- embeddings and chunking --------------------------------------------------------------
     embedding: EmbeddingName = Field(
@@ -43,113 +247,49 @@ class Settings(BaseSettings):
     openai_embedding_model: str = Field(
         "text-embedding-3-small", description="Model name used when embedding='openai'."
     )
-    chunk_size: int = Field(128, description="Chunk size in tokens (words, CJK characters count one each).")
+    chunk_size: int = Field(
+        128, ge=32, le=2048,
+        description=f"Chunk size in tokens (words; a CJK character counts one); {TUNED_ON}: 96-512 compared.",
+    )
     chunk_overlap: int = Field(16, description="Tokens shared by consecutive chunks; smaller than chunk_size.")
 
-    # --- retrieval and answering -------------------------------------------------------------
-    top_k: int = Field(5, description="Number of passages retrieved for a question.")
-    retrieval_e5_share: float = Field(
-        0.85,
-        ge=0.0,
-        le=1.0,
-        description="With embedding='e5+use': weight of e5 in the similarity that ranks passages (the rest is "
-        "USE). e5 finds documents better, the even mix picks sentences better; 0.85 measured best on the "
-        "evaluation set (MRR 0.83 at 0.5).",
-    )
-    relevance_floor: float = Field(
-        0.55,
-        description="Below this evidence score (0-1, calibrated on the evaluation set) the engine answers "
-        "that the corpus does not contain the answer.",
-    )
-    term_support: bool = Field(
-        True,
-        description="Offline answers also require the question's content words to occur in the cited passage, "
-        "literally or as a translation (refuses 'What does a Sora subscription cost?' when only production costs are named).",
-    )
-    max_question_chars: int = Field(1000, description="Longest question accepted, in characters.")
+    # --- questions and answers ----------------------------------------------------------------
+    max_question_chars: int = Field(1000, ge=1, description="Longest question accepted, in characters.")
     mode: Literal["auto", "offline", "llm"] = Field(
         "auto",
         description="'offline' always answers extractively; 'llm' requires an LLM endpoint; 'auto' uses the "
-        "LLM when llm_api_key or llm_base_url is set.",
+        "LLM when an API key or base URL is set.",
     )
-    llm_base_url: str | None = Field(
-        None, description="Base URL of an OpenAI-compatible server (vLLM, llama.cpp, Ollama), e.g. http://127.0.0.1:8080/v1."
-    )
-    llm_model: str = Field("gpt-4o-mini", description="Chat model name sent to the LLM endpoint.")
-    llm_api_key: SecretStr | None = Field(
-        None,
-        validation_alias=AliasChoices("QA_LLM_API_KEY", "OPENAI_API_KEY", "llm_api_key"),
-        description="API key for the LLM endpoint; falls back to OPENAI_API_KEY.",
-    )
-    llm_timeout: float = Field(
-        10.0, description="Seconds one LLM request may take before it is abandoned (a dead endpoint answers in about 2-3x this)."
-    )
-    llm_max_retries: int = Field(1, description="Retries of a failed LLM request (bounded so errors come fast).")
-    llm_temperature: float = Field(0.1, description="Sampling temperature of the LLM.")
 
-    # --- web UI --------------------------------------------------------------------------------
-    host: str = Field("127.0.0.1", description="Address the web UI binds to; 0.0.0.0 exposes it to the network.")
-    port: int = Field(7860, description="Port of the web UI.")
-    max_upload_bytes: int = Field(2_000_000, description="Largest file accepted by the upload box (bytes).")
-    concurrency_limit: int = Field(4, description="Questions answered at the same time by the web UI.")
+    retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings, description="Finding passages.")
+    answering: AnsweringSettings = Field(default_factory=AnsweringSettings, description="Quoting and refusing.")
+    llm: LLMSettings = Field(default_factory=LLMSettings, description="The optional LLM endpoint.")
+    ui: UISettings = Field(default_factory=UISettings, description="The web UI.")
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
+                                   file_secret_settings):
+        # The same .env file(s) as the standard source (Settings(_env_file=...) included).
+        env_files = getattr(dotenv_settings, "env_file", None) or ()
+        env_files = [env_files] if isinstance(env_files, (str, Path)) else list(env_files)
+        dotenv: dict[str, str] = {}
+        for path in env_files:
+            dotenv.update(_read_dotenv(path))
+        legacy = _LegacyEnv(settings_cls, dotenv)
+        # Earlier sources win: keyword arguments, then QA_* variables, then .env, then the flat legacy names.
+        return _NestedInit(init_settings), env_settings, dotenv_settings, legacy, file_secret_settings
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_keywords(cls, data: Any) -> Any:
+        return _nest(data) if isinstance(data, dict) else data
 
     @field_validator("collection")
     @classmethod
     def _collection_name(cls, v: str) -> str:
-        import re
-
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{1,48}[A-Za-z0-9]", v):
             raise ValueError(f"{v!r} is not a valid collection name; use 3-50 letters, digits, '.', '_' or '-'")
         return v
-
-    @field_validator("chunk_size")
-    @classmethod
-    def _chunk_size(cls, v: int) -> int:
-        if not 32 <= v <= 2048:
-            raise ValueError(f"{v} is out of range; choose 32 to 2048 tokens (128 is the measured default)")
-        return v
-
-    @field_validator("top_k")
-    @classmethod
-    def _top_k(cls, v: int) -> int:
-        if not 1 <= v <= 50:
-            raise ValueError(f"{v} is out of range; choose 1 to 50")
-        return v
-
-    @field_validator("chroma_port", "port")
-    @classmethod
-    def _port(cls, v: int) -> int:
-        if not 1 <= v <= 65535:
-            raise ValueError(f"{v} is not a TCP port; choose 1 to 65535")
-        return v
-
-    @field_validator("relevance_floor")
-    @classmethod
-    def _floor(cls, v: float) -> float:
-        if not 0.0 <= v <= 1.0:
-            raise ValueError(f"{v} is out of range; choose 0.0 to 1.0")
-        return v
-
-    @field_validator("max_question_chars", "max_upload_bytes", "max_file_bytes", "concurrency_limit")
-    @classmethod
-    def _positive(cls, v: int) -> int:
-        if v < 1:
-            raise ValueError(f"{v} must be a positive number")
-        return v
-
-    @field_validator("llm_timeout")
-    @classmethod
-    def _timeout(cls, v: float) -> float:
-        if not 0 < v <= 300:
-            raise ValueError(f"{v} is out of range; choose 0 to 300 seconds")
-        return v
-
-    @field_validator("llm_base_url")
-    @classmethod
-    def _url(cls, v: str | None) -> str | None:
-        if v and not v.startswith(("http://", "https://")):
-            raise ValueError(f"{v!r} is not an http(s) URL; write it like http://127.0.0.1:8080/v1")
-        return v or None
 
     @field_validator("chunk_overlap")
     @classmethod
@@ -160,18 +300,49 @@ class Settings(BaseSettings):
         return v
 
     @model_validator(mode="after")
-    def _llm_mode(self) -> "Settings":
+    def _consistent(self) -> "Settings":
         if self.mode == "llm" and not self.llm_enabled_by_config:
             raise ValueError("mode='llm' needs QA_LLM_API_KEY/OPENAI_API_KEY or QA_LLM_BASE_URL")
         return self
 
+    def replace(self, **changes: Any) -> "Settings":
+        """A validated copy with some fields changed; legacy flat names (llm_base_url=...) are accepted."""
+        data = self.model_dump()
+        for key, value in _nest(changes).items():
+            if key in GROUPS and isinstance(value, dict):
+                data[key] = {**data[key], **value}
+            else:
+                data[key] = value
+        return type(self).model_validate(data)
+
     @property
     def llm_enabled_by_config(self) -> bool:
-        return bool(self.llm_base_url or (self.llm_api_key and self.llm_api_key.get_secret_value()))
+        return bool(self.llm.base_url or (self.llm.api_key and self.llm.api_key.get_secret_value()))
 
     @property
     def use_llm(self) -> bool:
         return self.mode == "llm" or (self.mode == "auto" and self.llm_enabled_by_config)
+
+
+def apply_process_defaults() -> None:
+    """Environment defaults of the project's own processes (app.py, the `qa` command), never set by `import qa`:
+    no telemetry or analytics from the libraries, no hub downloads, quiet tokenizers."""
+    for key, value in (("ANONYMIZED_TELEMETRY", "False"), ("GRADIO_ANALYTICS_ENABLED", "False"),
+                       ("HF_HUB_OFFLINE", "1"), ("TOKENIZERS_PARALLELISM", "false")):
+        os.environ.setdefault(key, value)
+
+
+def env_name(location: tuple) -> str:
+    """The environment variable that sets a field, for error messages (legacy flat names where they exist)."""
+    parts = [str(p) for p in location if not isinstance(p, int)]
+    if not parts:
+        return "QA_*"
+    if len(parts) >= 2 and parts[0] in GROUPS:
+        for key, target in LEGACY.items():
+            if target == (parts[0], parts[1]):
+                return f"QA_{key.upper()}"
+        return f"QA_{parts[0].upper()}__{parts[1].upper()}"
+    return f"QA_{parts[0].upper()}"
 
 
 def load_settings(**overrides) -> Settings:
@@ -182,6 +353,5 @@ def load_settings(**overrides) -> Settings:
         problems = []
         for err in exc.errors():
             field = ".".join(str(p) for p in err["loc"]) or "settings"
-            env = f"QA_{field.upper()}" if field != "settings" else "QA_*"
-            problems.append(f"{field} ({env}): {err['msg'].removeprefix('Value error, ')}")
+            problems.append(f"{field} ({env_name(err['loc'])}): {err['msg'].removeprefix('Value error, ')}")
         raise ConfigError("invalid setting " + "; ".join(problems)) from None

@@ -13,9 +13,10 @@ so a crash at any point leaves every document either fully old or fully new.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -86,7 +87,7 @@ def open_client(settings: Settings):
             if session is not None:
                 session.timeout = httpx.Timeout(60.0, connect=5.0)
             client.heartbeat()
-        except Exception as exc:  # chromadb raises ValueError/ConnectionError/httpx errors here
+        except Exception as exc:  # noqa: BLE001 - chromadb raises ValueError/ConnectionError/httpx errors here
             raise StoreError(
                 f"the Chroma server at {settings.chroma_host}:{settings.chroma_port} is not reachable "
                 f"({type(exc).__name__}); start it with `chroma run --host {settings.chroma_host} "
@@ -97,7 +98,7 @@ def open_client(settings: Settings):
     try:
         path.mkdir(parents=True, exist_ok=True)
         return chromadb.PersistentClient(path=str(path), settings=chroma_settings)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any failure to open becomes one StoreError with the fix
         _forget_cached_client(path)  # Chroma caches it even when it failed to start; a repaired store must open
         raise StoreError(
             f"cannot open the Chroma store at {path} ({type(exc).__name__}: {str(exc)[:200]}); check that the folder "

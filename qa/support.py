@@ -14,11 +14,12 @@ from __future__ import annotations
 import re
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
+from qa.settings import AnsweringSettings
 from qa.text import fold_word, words
 
 # Function words and the words questions use to point at the corpus ("according to the article"):
@@ -70,21 +71,21 @@ class TermSupport:
     terms are supported and every number in the question occurs in it.
     """
 
-    def __init__(self, word_model, doc_share: Callable[[str], float] | None = None, *,
-                 min_similarity: float = 0.55, min_coverage: float = 0.6, topic_share: float = 0.25,
-                 cache_size: int = 50_000):
+    def __init__(self, word_model, doc_share: Callable[[str], float] | None = None,
+                 config: AnsweringSettings | None = None, *, cache_size: int = 50_000):
+        config = config or AnsweringSettings()
         self.word_model = word_model  # a LocalEmbedding; USE is fast on single words
         self.doc_share = doc_share or (lambda word: 0.0)
-        self.min_similarity = min_similarity
-        self.min_coverage = min_coverage
-        self.topic_share = topic_share
+        self.min_similarity = config.support_similarity
+        self.min_coverage = config.support_coverage
+        self.topic_share = config.topic_share
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
 
-    def key_terms(self, question: str) -> list[str]:
+    def key_terms(self, question: str, question_words: list[str] | None = None) -> list[str]:
         out = []
-        for w in words(question):
+        for w in words(question) if question_words is None else question_words:
             f = fold_word(w)
             if f in _QUESTION_FOLDED or (len(f) < 2 and not f.isdigit()):
                 continue
@@ -103,8 +104,9 @@ class TermSupport:
                     self._cache.popitem(last=False)
             return np.stack([self._cache[w] for w in items])
 
-    def check(self, question: str, evidence: str) -> SupportReport:
-        terms = self.key_terms(question)
+    def check(self, question: str, evidence: str, *, question_words: list[str] | None = None) -> SupportReport:
+        """question_words: the question already split into words (a Query's `words`), to avoid doing it again."""
+        terms = self.key_terms(question, question_words)
         if not terms:
             return SupportReport()
         ev_words = list(dict.fromkeys(words(evidence)))

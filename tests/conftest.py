@@ -3,16 +3,27 @@
 from __future__ import annotations
 
 import shutil
+import socket
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-import qa
-from qa.loadtest import free_port  # noqa: F401  (re-exported for the tests)
+from qa.settings import apply_process_defaults
+
+apply_process_defaults()  # the test run is an entry point like app.py: no telemetry, no hub downloads
+
+import qa  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = ROOT / "seeds"
+
+
+def free_port() -> int:
+    """A TCP port free on the loopback interface right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

@@ -20,15 +20,15 @@ import json
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable
 
 import pytest
 
 
-class Fault(str, Enum):
+class Fault(StrEnum):
     STALL = "stall"  # accept the request, then say nothing for `stall_seconds`
     STALL_MIDSTREAM = "stall_midstream"  # stream a few chunks, then say nothing
     UNAUTHORIZED = "401"

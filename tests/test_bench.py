@@ -1,4 +1,5 @@
-"""`qa bench` keeps working: one --tiny run end to end. No timing is asserted (the machine is shared)."""
+"""Smoke tests of the benchmark command: one --tiny run end to end. No timing or target status is asserted
+(the machine is shared); the figures themselves are read from its reports."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import json
 
 import pytest
 
-from qa import bench
+from benchmarks import bench
 
 
 @pytest.fixture(scope="module")
@@ -17,7 +18,7 @@ def tiny_run(tmp_path_factory):
     return out, argv
 
 
-def test_tiny_run_writes_every_section(tiny_run, capsys):
+def test_smoke_tiny_run_writes_every_section_whatever_the_targets_status(tiny_run, capsys):
     out, argv = tiny_run
     assert bench.main(argv) == 0
     text = capsys.readouterr().out
@@ -69,10 +70,11 @@ def test_plan_modes_and_section_selection():
         bench.make_plan(parse(["--only", "nonsense"]))
 
 
-def test_cli_dispatches_to_bench(monkeypatch):
+def test_qa_bench_runs_the_checkout_benchmark(capsys):
     from qa import cli
 
-    seen = {}
-    monkeypatch.setattr(bench, "main", lambda argv: seen.setdefault("argv", argv) and 0)
-    assert cli.main(["bench", "--quick"]) == 0
-    assert seen["argv"] == ["--quick"]
+    with pytest.raises(SystemExit) as info:
+        cli.main(["bench", "--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert "--scales" in out and "--testset" in out  # the benchmark's own parser answered

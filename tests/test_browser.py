@@ -10,11 +10,12 @@ import shutil
 from urllib.parse import urlsplit
 
 import pytest
-from conftest import ROOT, free_port
 from playwright.sync_api import Page, sync_playwright
 
 import qa
 from qa import ui
+
+from conftest import ROOT, free_port
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

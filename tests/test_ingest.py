@@ -44,7 +44,7 @@ def write(corpus: Path, name: str, sentences: list[str]) -> Path:
 
 
 def with_use(settings: qa.Settings, **changes) -> qa.Settings:
-    return settings.model_copy(update={"embedding": "use", **changes})
+    return settings.replace(**{"embedding": "use", **changes})
 
 
 def quiet(*_args) -> None:
@@ -228,7 +228,7 @@ def test_bad_files_are_skipped_by_name(small):
 def test_changed_chunking_rechunks_every_document(small):
     store = Store(small)
     before = chunk_ids_by_source(store)
-    smaller = small.model_copy(update={"chunk_size": 48, "chunk_overlap": 8})
+    smaller = small.replace(**{"chunk_size": 48, "chunk_overlap": 8})
 
     report = qa.ingest(smaller, progress=quiet)
 

@@ -87,7 +87,7 @@ def changed(fresh):
     write(corpus, "a.txt", DELAY_FR[:4])
     write(corpus, "b.txt", DELAY_FR[4:8])
     write(corpus, "c.txt", DELAY_AR[:4])
-    settings = fresh.model_copy(update={"embedding": "use"})
+    settings = fresh.replace(**{"embedding": "use"})
     qa.ingest(settings, progress=quiet)
     old = Store(settings).manifest()
     write(corpus, "a.txt", DELAY_FR[:4] + DELAY_FR[10:11])
@@ -269,7 +269,7 @@ def check_after_kill(settings: qa.Settings, names: list[str]) -> None:
 @pytest.mark.parametrize("kill_at", ["upsert:5", "timed"])
 def test_sigkill_during_first_ingestion(fresh, kill_at):
     """upsert:5 dies between doc01's sentence and chunk writes; 'timed' dies wherever it is just after doc00."""
-    settings = fresh.model_copy(update={"embedding": "use"})
+    settings = fresh.replace(**{"embedding": "use"})
     names = synthetic_corpus(settings.corpus_dir, 16 if kill_at == "timed" else 3)
     if kill_at == "timed":
         proc = start_ingest(settings)
@@ -288,7 +288,7 @@ def test_sigkill_during_first_ingestion(fresh, kill_at):
 
 def test_sigkill_between_manifest_swap_and_cleanup(fresh):
     """A changed document is committed, then the process dies before deleting its old chunks."""
-    settings = fresh.model_copy(update={"embedding": "use"})
+    settings = fresh.replace(**{"embedding": "use"})
     names = synthetic_corpus(settings.corpus_dir, 3)
     assert qa.ingest(settings, progress=quiet).added == 3
     write(settings.corpus_dir, "doc01.txt", LEAK_FR[:6])
@@ -320,7 +320,7 @@ def test_sigkill_between_manifest_swap_and_cleanup(fresh):
 
 @pytest.fixture
 def served(fresh):
-    settings = fresh.model_copy(update={"embedding": "use"})
+    settings = fresh.replace(**{"embedding": "use"})
     synthetic_corpus(settings.corpus_dir, 2)
     qa.ingest(settings, progress=quiet)
     return settings

@@ -16,8 +16,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 import pytest
 
-from qa import loadtest
-from qa.loadtest import AppServer, Step, ask_once, percentile, run_load
+from benchmarks import loadtest
+from benchmarks.loadtest import AppServer, Step, ask_once, percentile, run_load
 
 SESSIONS = 20
 DURATION = 15.0  # seconds during which questions are sent; answers in flight are then awaited

@@ -33,15 +33,16 @@ from urllib.parse import quote
 
 import httpx
 import pytest
-from conftest import ROOT, free_port, serve
 from gradio_client import Client
 from gradio_client.exceptions import AppError
 
 import qa
+from benchmarks.loadtest import listening_addresses
 from qa import ui
 from qa.llm import SYSTEM_PROMPT
-from qa.loadtest import listening_addresses
 from qa.schema import Answer, Citation
+
+from conftest import ROOT, free_port, serve
 
 pytestmark = pytest.mark.slow
 
@@ -163,8 +164,8 @@ def rendered(answer: Answer) -> str:
 def respond_html(app_ui: ui.UI, question: str) -> str:
     """Run the browser's chat handler and return the HTML of the final chat messages, sources and notice."""
     last = None
-    for last in app_ui.respond(question, [], []):
-        pass
+    for step in app_ui.respond(question, [], []):
+        last = step
     assert last is not None
     _, messages, sources, _, notice = last
     parts = [m["content"] for m in messages]
@@ -296,15 +297,15 @@ def test_upload_api_cannot_pull_a_file_of_the_server(served, tmp_path):
 def test_default_host_is_loopback(monkeypatch, tmp_path):
     monkeypatch.delenv("QA_HOST", raising=False)
     monkeypatch.chdir(tmp_path)  # no .env here
-    assert qa.Settings().host == "127.0.0.1"
-    assert qa.load_settings().host == "127.0.0.1"
+    assert qa.Settings().ui.host == "127.0.0.1"
+    assert qa.load_settings().ui.host == "127.0.0.1"
     assert ui.launch_kwargs(qa.Settings())["server_name"] == "127.0.0.1"
     assert ui.launch_kwargs(qa.Settings())["share"] is False
 
 
 def test_launched_app_listens_on_loopback_only(served):
     url, settings, _, demo = served
-    assert settings.host == "127.0.0.1"
+    assert settings.ui.host == "127.0.0.1"
     assert demo.server_name == "127.0.0.1"
     assert demo.local_url == url and url.startswith(f"http://127.0.0.1:{demo.server_port}/")
     # The kernel's own table of listening sockets: one, on 127.0.0.1 (not 0.0.0.0, not ::).
@@ -375,7 +376,7 @@ def mode_app(mode: str, served, engine):
     with FakeLLM(reply=obedient_model) as fake:
         if mode == "llm-fallback":
             fake.fault = Fault.SERVER_ERROR
-        settings = served[1].model_copy(update={
+        settings = served[1].replace(**{
             "mode": "llm", "llm_base_url": fake.url + "/v1", "llm_model": "fake-model", "llm_max_retries": 0,
             "llm_timeout": 30.0, "port": free_port()})
         with serve(settings, engine.embed_model) as (url, _, app_engine, demo):
@@ -507,6 +508,13 @@ VALID = {
 }
 
 
+# What each valid question must get: an answer (the question asks about Sora's delay, in any script or
+# disguise) or the refusal (it asks nothing the articles answer).
+ANSWERED = {case: True for case in VALID} | {
+    "emoji only": False, "punctuation only": False, "template and format strings": False, "SQL-like": False,
+}
+
+
 @pytest.mark.parametrize("case", list(VALID))
 def test_odd_but_valid_questions_get_a_normal_answer(client, served, case, caplog):
     question, cleaned = VALID[case]
@@ -516,7 +524,8 @@ def test_odd_but_valid_questions_get_a_normal_answer(client, served, case, caplo
         assert len(question) == served[1].max_question_chars
     result = client.predict(question, None, api_name="/ask")
     assert isinstance(result, dict) and isinstance(result["text"], str) and result["text"].strip(), result
-    assert result["refused"] or result["citations"], result
+    assert result["refused"] is not ANSWERED[case], result
+    assert bool(result["citations"]) is ANSWERED[case], result
     assert "Traceback" not in json.dumps(result) and ui.GENERIC_ERROR not in result["text"]
     if cleaned:
         assert result["question"] == cleaned  # invisible and control characters removed before answering
@@ -562,13 +571,15 @@ def test_history_cannot_make_a_question_unbounded(client, served, monkeypatch):
     _, settings, app_engine, _ = served
     bound = 2 * settings.max_question_chars + 1  # the previous question and the follow-up, each within the limit
     seen: list[int] = []
-    real = app_engine._nodes
+    analyzer = app_engine.pipeline.analyzer
+    real = analyzer.with_vectors
 
-    def spy(query, top_k, timings):
-        seen.append(len(query))
-        return real(query[:bound], top_k, timings)  # keeps this test fast whatever the code under test does
+    def spy(query):
+        seen.append(len(query.query_str))
+        query.query_str = query.query_str[:bound]  # keeps this test fast whatever the code under test does
+        return real(query)
 
-    monkeypatch.setattr(app_engine, "_nodes", spy)
+    monkeypatch.setattr(analyzer, "with_vectors", spy)
     huge = "Why was Sora's release delayed by OpenAI " * 5000  # 205,000 characters no browser could send
     try:
         result = client.predict("And when?", [[huge, "It was delayed [1]."]], api_name="/ask")

@@ -44,8 +44,8 @@ def collection_names(store: Store) -> set[str]:
 
 def test_other_model_needs_rebuild_and_rebuild_replaces_the_collection(fresh):
     small_corpus(fresh.corpus_dir)
-    use = fresh.model_copy(update={"embedding": "use"})
-    e5 = fresh.model_copy(update={"embedding": "e5"})
+    use = fresh.replace(**{"embedding": "use"})
+    e5 = fresh.replace(**{"embedding": "e5"})
     qa.ingest(use, progress=quiet)
     store = Store(use)
     before = store.manifest()
@@ -121,7 +121,7 @@ def chroma_server(tmp_path):
 def test_server_mode_end_to_end_then_server_down(chroma_server, fresh, tmp_path):
     port, stop = chroma_server
     shutil.copytree(SEEDS, fresh.corpus_dir, dirs_exist_ok=True)
-    settings = fresh.model_copy(update={"embedding": "use", "chroma_host": "127.0.0.1", "chroma_port": port,
+    settings = fresh.replace(**{"embedding": "use", "chroma_host": "127.0.0.1", "chroma_port": port,
                                         "persist_dir": tmp_path / "unused"})
 
     with pytest.raises(qa.StoreError, match="run `qa ingest`"):
@@ -161,7 +161,7 @@ def test_server_that_never_answers_fails_fast(fresh):
     with socket.socket() as hung:
         hung.bind(("127.0.0.1", 0))
         hung.listen(8)
-        settings = fresh.model_copy(update={"embedding": "use", "chroma_host": "127.0.0.1",
+        settings = fresh.replace(**{"embedding": "use", "chroma_host": "127.0.0.1",
                                             "chroma_port": hung.getsockname()[1]})
         started = time.monotonic()
         with pytest.raises(qa.StoreError, match="not reachable"):
@@ -174,9 +174,9 @@ def test_server_that_never_answers_fails_fast(fresh):
 
 def test_missing_store_says_run_ingest(fresh, seeded):
     with pytest.raises(qa.StoreError, match=r"no index at .*run `qa ingest`"):
-        qa.QAEngine(fresh.model_copy(update={"embedding": "use"}))
+        qa.QAEngine(fresh.replace(**{"embedding": "use"}))
     # A store folder that holds other collections only is missing too.
-    other = seeded.model_copy(update={"collection": "not-there"})
+    other = seeded.replace(**{"collection": "not-there"})
     with pytest.raises(qa.StoreError, match="run `qa ingest`"):
         qa.QAEngine(other)
     assert Store(other).manifest() == {} and Store(other).count() == 0
@@ -184,7 +184,7 @@ def test_missing_store_says_run_ingest(fresh, seeded):
 
 def test_garbage_database_is_a_store_error_and_can_be_repaired(fresh):
     small_corpus(fresh.corpus_dir)
-    settings = fresh.model_copy(update={"embedding": "use"})
+    settings = fresh.replace(**{"embedding": "use"})
     fresh.persist_dir.mkdir()
     database = fresh.persist_dir / "chroma.sqlite3"
     database.write_bytes(os.urandom(8192))
@@ -203,7 +203,7 @@ def test_truncated_database_is_a_store_error(seeded, tmp_path):
     shutil.copytree(seeded.persist_dir, broken)
     database = broken / "chroma.sqlite3"
     database.write_bytes(database.read_bytes()[: database.stat().st_size // 2])
-    settings = seeded.model_copy(update={"persist_dir": broken})
+    settings = seeded.replace(**{"persist_dir": broken})
     for attempt in (lambda: qa.QAEngine(settings), lambda: qa.ingest(settings, progress=quiet)):
         with pytest.raises(qa.StoreError, match="malformed|not a database"):
             attempt()
@@ -211,7 +211,7 @@ def test_truncated_database_is_a_store_error(seeded, tmp_path):
 
 def test_store_path_that_is_a_file(fresh):
     fresh.persist_dir.write_text("not a folder")
-    settings = fresh.model_copy(update={"embedding": "use"})
+    settings = fresh.replace(**{"embedding": "use"})
     small_corpus(fresh.corpus_dir)
     for attempt in (lambda: qa.QAEngine(settings), lambda: qa.ingest(settings, progress=quiet)):
         with pytest.raises(qa.StoreError, match=str(fresh.persist_dir)):

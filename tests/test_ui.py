@@ -15,7 +15,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import ROOT, free_port, serve
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
@@ -23,76 +22,13 @@ import qa
 from qa import ui
 from qa.schema import Answer, Citation
 
-XSS = "<img src=x onerror=alert(1)>"
-MD_IMG = "![x](http://attacker/?q=1)"
+from conftest import ROOT, free_port, serve
 
-
-# --- rendering --------------------------------------------------------------------------------------
 
 def cite(n=1, **kw) -> Citation:
     base = dict(number=n, source="a/doc.txt", title="Title", snippet="The quoted sentence.", score=0.7,
                 language="en", passage="Before it. The quoted sentence. After it.")
     return Citation(**{**base, **kw})
-
-
-def test_answer_text_is_escaped_never_markup():
-    html = ui.render_answer_html(f"Hello {XSS} and {MD_IMG} **bold** [1] [7]", [cite(1)])
-    assert "<img" not in html and "&lt;img src=x onerror=alert(1)&gt;" in html
-    assert MD_IMG in html  # Markdown shows as its characters (the chatbot renders no Markdown)
-    assert "<strong>" not in html
-    assert '<span class="qa-cite" title="Title">[1]</span>' in html
-    assert "[7]" in html and "[7]</span>" not in html  # a marker with no citation stays plain text
-    assert 'dir="auto"' in html
-
-
-def test_streaming_answer_marks_every_marker_and_shows_pending():
-    html = ui.render_answer_html("Part one [1] part two [2]", pending=True)
-    assert html.count('class="qa-cite"') == 2 and "qa-typing" in html
-
-
-def test_sources_panel_lists_each_citation_escaped_with_highlight():
-    evil = cite(
-        2,
-        source='x/<b>"evil".txt',
-        title=f"Title {XSS}",
-        snippet=f"Snippet {MD_IMG} <script>alert(2)</script>.",
-        passage=f"Intro {XSS}. Snippet {MD_IMG} <script>alert(2)</script>. Outro.",
-        language="fr",
-        url="javascript:alert(3)",
-    )
-    arabic = cite(1, title="عنوان", snippet="هذه جملة.", passage="قبل. هذه جملة. بعد.", language="ar")
-    chinese = cite(3, title="标题", snippet="这是一句话。", passage="前面。这是一句话。后面。", language="zh")
-    answer = Answer("t [1] [2] [3]", [arabic, evil, chinese], question=f"Q {XSS}", mode="extractive",
-                    timings={"total": 0.2})
-    html = ui.render_sources_html(answer)
-    for raw in (XSS, "<script>", "<b>", '"evil"', "javascript:"):
-        assert raw not in html
-    assert "&lt;img src=x onerror=alert(1)&gt;" in html
-    assert html.count('class="qa-source"') == 3
-    assert [int(n) for n in re.findall(r'id="qa-src-(\d+)"', html)] == [1, 2, 3]
-    assert "<mark>هذه جملة.</mark>" in html and "<mark>这是一句话。</mark>" in html
-    assert "<mark>Snippet ![x](http://attacker/?q=1) &lt;script&gt;alert(2)&lt;/script&gt;.</mark>" in html
-    assert 'class="qa-passage" dir="auto" lang="ar"' in html and 'class="qa-snippet" dir="auto" lang="zh"' in html
-    assert "x/&lt;b&gt;&quot;evil&quot;.txt" in html  # the file name is shown, escaped
-    assert "· <span class=\"qa-lang\">fr</span>" in html
-
-
-def test_refused_answer_has_no_source_cards():
-    html = ui.render_sources_html(Answer("no", refused=True, question="q"))
-    assert "qa-source" not in html.replace("qa-sources", "") and "No passage" in html
-
-
-@pytest.mark.parametrize(
-    "passage,snippet,expected",
-    [
-        ("A b.  Two\n words here. C.", "Two words here.", "A b.  <mark>Two\n words here.</mark> C."),
-        ("No match here.", "Absent sentence.", "No match here."),
-        ("x < y. Then.", "x < y.", "<mark>x &lt; y.</mark> Then."),
-    ],
-)
-def test_highlight(passage, snippet, expected):
-    assert ui.highlight(passage, snippet) == expected
-
 
 def test_history_accepts_pairs_and_chatbot_messages():
     assert ui.history_pairs([["q1", "a1"], ("q2", None)]) == [("q1", "a1"), ("q2", "")]
@@ -191,64 +127,6 @@ def test_stop_marks_the_unfinished_answer_and_select_shows_a_turns_sources():
 
 
 # --- upload checks ----------------------------------------------------------------------------------
-
-@pytest.mark.parametrize(
-    "name,expected",
-    [
-        ("../../etc/passwd.txt", "passwd.txt"),
-        ("C:\\Users\\x\\Report 2024 (final).MD", "Report_2024_final.md"),
-        (".hidden.html", "hidden.html"),
-        ("متن عربي.txt", "متن_عربي.txt"),
-        ("新闻.txt", "新闻.txt"),
-        ("evil\u202etxt.html", "evil_txt.html"),
-        ("<script>.txt", "script.txt"),
-        ("....txt", "document.txt"),
-    ],
-)
-def test_safe_filename(name, expected):
-    assert ui.safe_filename(name) == expected
-
-
-@pytest.mark.parametrize("name", ["a.pdf", "a.txt.exe", "noext", "a.htm", "a.markdown"])
-def test_safe_filename_rejects_other_types(name):
-    with pytest.raises(ui.UploadRejected, match="only .txt, .md, .html"):
-        ui.safe_filename(name)
-
-
-@pytest.mark.parametrize(
-    "content,reason",
-    [
-        (b"\x89PNG\r\n\x1a\n" + b"\x00" * 20, "PNG image"),
-        (b"%PDF-1.7\n1 0 obj\n", "PDF document"),
-        (b"hello\x00world" * 8, "not usable text"),
-        (b"caf\xe9 au lait", "not usable text"),
-        (b"", "empty"),
-        (b"<html><script>x()</script></html>", "not usable text"),
-        (b"x" * 101, "too large"),
-    ],
-)
-def test_check_upload_rejects_by_content_and_size(tmp_path, content, reason):
-    path = tmp_path / "upload.txt"
-    path.write_bytes(content)
-    with pytest.raises(ui.UploadRejected, match=reason):
-        ui.check_upload(path, "upload.txt", max_bytes=100)
-
-
-def test_check_upload_accepts_text(tmp_path):
-    path = tmp_path / "x"
-    path.write_bytes("\ufeff# Un titre\n\nUn article en français sur les lanternes.".encode())
-    checked = ui.check_upload(path, "../My note.md", max_bytes=1000)
-    assert (checked.name, checked.title, checked.language) == ("My_note.md", "Un titre", "fr")
-
-
-def test_write_new_never_overwrites(tmp_path):
-    first = ui._write_new(tmp_path, "a.txt", b"one")
-    second = ui._write_new(tmp_path, "a.txt", b"two")
-    assert (first.name, second.name) == ("a.txt", "a-2.txt")
-    assert first.read_bytes() == b"one" and second.read_bytes() == b"two"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-2.txt", "a.txt"]  # no temporary file left
-
-
 def test_status_shows_llm_model_and_host_never_the_key(seeded, engine):
     settings = qa.Settings(corpus_dir=seeded.corpus_dir, persist_dir=seeded.persist_dir, collection=seeded.collection,
                            mode="llm", llm_base_url="http://127.0.0.1:9/v1", llm_api_key="sk-test-SECRET")
@@ -405,7 +283,7 @@ def test_upload_makes_a_new_document_answerable(client, served, tmp_path):
 @pytest.mark.slow
 def test_several_people_can_ask_at_once(served):
     url, settings, _, demo = served
-    assert demo._queue.default_concurrency_limit == settings.concurrency_limit > 1
+    assert demo._queue.default_concurrency_limit == settings.ui.concurrency_limit > 1
     limits = {fn.api_name: fn.concurrency_limit for fn in demo.fns.values() if fn.api_name}
     assert limits["upload"] == 1  # ingestion runs one at a time
     questions = ["Why was Sora's release delayed?", "Sora 可以生成多长的视频？",
@@ -436,7 +314,7 @@ def test_one_slow_llm_answer_does_not_block_the_others(served, engine):
 
     settings = served[1]
     with FakeLLM(reply=reply) as fake:
-        llm_settings = settings.model_copy(update={"mode": "llm", "llm_base_url": fake.url + "/v1",
+        llm_settings = settings.replace(**{"mode": "llm", "llm_base_url": fake.url + "/v1",
                                                    "llm_model": "fake-model", "llm_timeout": 60.0})
         llm_engine = qa.QAEngine(llm_settings, embed_model=engine.embed_model)
         demo = ui.build_app(llm_engine, llm_settings)

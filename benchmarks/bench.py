@@ -1,4 +1,4 @@
-"""`qa bench`: how fast the pipeline is, measured with the real components on this machine.
+"""`python benchmarks/bench.py` (also `qa bench` from a checkout): how fast the pipeline is, measured with the real components on this machine.
 
 Sections (each figure is the median of several runs, shown with its min and max):
 
@@ -13,10 +13,10 @@ Sections (each figure is the median of several runs, shown with its min and max)
 6. baseline  LlamaIndex's default pipeline (VectorStoreIndex.from_documents + as_query_engine, retrieval
              only) on the same corpus and embedding model, as ratios.
 
-    qa bench --quick                     # under two minutes: small corpus, 1k chunks, fewer runs
-    qa bench                             # full mode (the synthetic scale stores are cached between runs)
-    qa bench --json out.json --markdown out.md
-    python -m qa.bench --only warm,cold
+    python benchmarks/bench.py --quick   # under two minutes: small corpus, 1k chunks, fewer runs
+    python benchmarks/bench.py           # full mode (the synthetic scale stores are cached between runs)
+    python benchmarks/bench.py --json out.json --markdown out.md
+    python benchmarks/bench.py --only warm,cold --seeds seeds --testset tests/eval/testset.jsonl --app app.py
 
 Timings are wall-clock on whatever else the machine is doing: the load average is recorded with the results.
 Nothing here asserts a timing; the targets are reported as PASS/MISS with the stage that dominates.
@@ -40,13 +40,17 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = Path(__file__).resolve()
+# Inputs; --seeds, --testset and --app change them (the defaults are the checkout's own).
 SEEDS = ROOT / "seeds"
 TESTSET = ROOT / "tests" / "eval" / "testset.jsonl"
+APP = ROOT / "app.py"
 SECTIONS = ("ingest", "reingest", "warm", "baseline", "cold", "scale")
 GEN_VERSION = 1  # bump when the synthetic scale corpus changes (invalidates cached scale stores)
 CHUNKS_PER_DOC = 5
@@ -540,7 +544,7 @@ def ingest_runs(label: str, corpus: Path, work: Path, model, runs: int, *, reing
         settings = bench_settings(corpus, store)
         raw_first = texts is not None and run % 2 == 1  # alternate the order once the texts are known
 
-        def raw() -> None:
+        def raw(texts=texts) -> None:
             t = time.perf_counter()
             model.encode(texts, is_query=False)
             rec["raw_s"].append(time.perf_counter() - t)
@@ -772,7 +776,7 @@ def section_baseline(res: Results, ctx: "Context") -> None:
         log(f"baseline run {run + 1}: {n_nodes} nodes in {ingest_s[-1]:.1f} s")
     assert qe is not None
     qe.query(questions[0])
-    for p in range(ctx.plan.warm_passes):
+    for _ in range(ctx.plan.warm_passes):
         lat = []
         for q in questions:
             t = time.perf_counter()
@@ -808,7 +812,7 @@ def section_baseline(res: Results, ctx: "Context") -> None:
 def cold_probe(argv_settings: dict[str, str], question: str, t_launch: float) -> dict[str, float]:
     """Runs in a fresh process: seconds since launch at each stage of a cold start."""
     marks = {}
-    import qa  # noqa: F401
+    import qa
 
     marks["import_qa"] = time.time() - t_launch
     from qa.embeddings import make_embedding
@@ -828,10 +832,9 @@ def cold_probe(argv_settings: dict[str, str], question: str, t_launch: float) ->
 
 def app_ready(settings, timeout: float) -> tuple[float | None, str]:
     """Start app.py on a free port; seconds until GET / answers 200 (None and a reason otherwise)."""
-    app = ROOT / "app.py"
+    app = APP
     if not app.is_file():
-        return None, "app.py not found"
-    from qa.loadtest import free_port
+        return None, f"{app} not found"
 
     port = free_port()
     env = child_env(settings, QA_HOST="127.0.0.1", QA_PORT=str(port))
@@ -881,7 +884,7 @@ def section_cold(res: Results, ctx: "Context") -> None:
             ask.append(r.seconds)
         else:
             failures.append(f"qa ask exited {r.returncode}: {r.stderr.strip()[-200:]}")
-        r = run_child([py, "-m", "qa.bench", "--cold-probe", json.dumps({
+        r = run_child([py, str(SCRIPT), *input_args(), "--cold-probe", json.dumps({
             "corpus": str(settings.corpus_dir), "persist": str(settings.persist_dir),
             "collection": settings.collection}), "--cold-question", question, "--launched", repr(time.time())],
             env, timeout=300)
@@ -1112,7 +1115,7 @@ def ensure_scale_stores(ctx: "Context") -> dict[int, tuple[Path, dict]]:
             log(f"scale: building {n:,} chunks from {meta['chunks']:,}"
                 + (f" (cached in {base})" if plan.cache_dir else "")
                 + (f", at most {deadline - time.time():.0f} s" if deadline < math.inf else ""))
-            r = run_child([sys.executable, "-m", "qa.bench", "--scale-build", str(partial), "--scale-to", str(n),
+            r = run_child([sys.executable, str(SCRIPT), *input_args(), "--scale-build", str(partial), "--scale-to", str(n),
                            "--scale-deadline", repr(deadline)], child_env(), timeout=24 * 3600)
             if r.returncode != 0:
                 raise RuntimeError(f"scale build of {n} chunks failed: {r.stderr.strip()[-400:]}")
@@ -1140,7 +1143,7 @@ def section_scale(res: Results, ctx: "Context") -> None:
     data: dict[str, Any] = {}
     p50s: dict[int, float] = {}
     for n, (path, meta) in sorted(stores.items()):
-        r = run_child([sys.executable, "-m", "qa.bench", "--scale-worker", str(path), "--questions-file", str(qfile),
+        r = run_child([sys.executable, str(SCRIPT), *input_args(), "--scale-worker", str(path), "--questions-file", str(qfile),
                        "--passes", str(ctx.plan.scale_passes)], child_env(), timeout=3600)
         if r.returncode != 0:
             res.add(sec, f"{n:,} chunks", "failed", r.stderr.strip()[-200:])
@@ -1271,7 +1274,7 @@ def evaluate_targets(res: Results, ctx: "Context") -> None:
                 note = (f"the pipeline's single encode call ({emb_in:.1f} s) is the raw call ({raw:.1f} s) on the same "
                         f"texts: the gap is the machine's load changing between the two (use --runs); " + note)
             else:
-                note = f"bottleneck: non-embedding work; " + note
+                note = "bottleneck: non-embedding work; " + note
         t.append(Target("ingestion throughput", "≥ 85% of raw embedding throughput", f"{separate:.0f}%",
                         "PASS" if ok else "MISS", note))
     else:
@@ -1437,7 +1440,7 @@ def render_markdown(res: Results) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="qa bench", description="Benchmark ingestion, start-up, latency and scale.")
+    p = argparse.ArgumentParser(prog="python benchmarks/bench.py", description="Benchmark ingestion, start-up, latency and scale.")
     p.add_argument("--quick", action="store_true", help="under two minutes: smallest seed file, 1k chunks, 1-3 runs")
     p.add_argument("--tiny", action="store_true", help="a tiny corpus and 200 chunks (keeps the command tested)")
     p.add_argument("--only", help=f"comma-separated sections to run ({','.join(SECTIONS)})")
@@ -1456,6 +1459,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "store is measured at the size it reached and resumed by the next run")
     p.add_argument("--workdir", help="parent folder of the temporary work folder")
     p.add_argument("--keep", action="store_true", help="keep the work folder (stores, corpora)")
+    p.add_argument("--seeds", type=Path, help=f"folder of seed articles the corpora are built from (default {SEEDS})")
+    p.add_argument("--testset", type=Path, help=f"JSONL test set whose questions are timed (default {TESTSET})")
+    p.add_argument("--app", type=Path, help=f"the web app script of the cold-start section (default {APP})")
     p.add_argument("--json", dest="json_out", help="write all figures and raw runs as JSON to this file")
     p.add_argument("--markdown", dest="md_out", help="write the tables as Markdown to this file")
     # Internal: the same module runs the measurements that need a fresh process.
@@ -1471,8 +1477,23 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def input_args() -> list[str]:
+    """The inputs, for the child processes that run one measurement each."""
+    return ["--seeds", str(SEEDS), "--testset", str(TESTSET), "--app", str(APP)]
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def main(argv: list[str] | None = None) -> int:
+    global SEEDS, TESTSET, APP
     args = build_parser().parse_args(argv)
+    SEEDS, TESTSET, APP = args.seeds or SEEDS, args.testset or TESTSET, args.app or APP
     if args.scale_build:
         print(json.dumps(scale_build(Path(args.scale_build), "scale", args.scale_to, args.scale_deadline)))
         return 0
@@ -1489,7 +1510,7 @@ def main(argv: list[str] | None = None) -> int:
     mode = "tiny" if plan.tiny else "quick" if plan.quick else "full"
     results = Results(config={
         "mode": mode,
-        "command": "qa bench " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": "python benchmarks/bench.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "date": time.strftime("%Y-%m-%d %H:%M"),
         "machine": machine_info(),
         "load_before": " ".join(f"{x:.1f}" for x in os.getloadavg()),

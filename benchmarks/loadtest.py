@@ -1,7 +1,7 @@
 """A bounded load generator for the chat app: N concurrent chat sessions asking through the ``/ask`` API.
 
-    python -m qa.loadtest --sessions 20 --duration 30                  # starts its own `python app.py`
-    python -m qa.loadtest --sessions 20 --duration 30 --url http://127.0.0.1:7860/
+    python benchmarks/loadtest.py --sessions 20 --duration 30          # starts its own `python app.py`
+    python benchmarks/loadtest.py --sessions 20 --duration 30 --url http://127.0.0.1:7860/
 
 Each session is a thread with its own HTTP connection (like one browser tab) that asks questions one
 after another through Gradio's queue (``POST /gradio_api/call/ask`` then the event stream of the
@@ -42,7 +42,7 @@ from urllib.parse import urlparse
 
 import httpx
 
-ROOT = Path(__file__).resolve().parent.parent
+APP = Path(__file__).resolve().parent.parent / "app.py"  # the checkout's app unless --app says otherwise
 POLITE_PREFIX = "Sorry, I can't take this question:"
 GENERIC_ERROR_START = "Something went wrong"
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
@@ -238,13 +238,14 @@ class AppServer:
     """
 
     def __init__(self, corpus_dir: Path, persist_dir: Path, collection: str, workdir: Path,
-                 port: int | None = None, extra_env: dict[str, str] | None = None):
+                 port: int | None = None, extra_env: dict[str, str] | None = None, app: Path = APP):
         self.corpus_dir = Path(corpus_dir)
         self.persist_dir = Path(persist_dir)
         self.collection = collection
         self.workdir = Path(workdir)
         self.port = port or free_port()
         self.extra_env = extra_env or {}
+        self.app = Path(app)
         self.proc: subprocess.Popen | None = None
         self.log_path = self.workdir / "app.log"
         self._log = None
@@ -281,7 +282,7 @@ class AppServer:
 
     def start(self, timeout: float = 600.0) -> "AppServer":
         self._log = open(self.log_path, "w")
-        self.proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--port", str(self.port)],
+        self.proc = subprocess.Popen([sys.executable, str(self.app), "--port", str(self.port)],
                                      cwd=self.workdir, env=self.env(), stdout=self._log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -496,7 +497,7 @@ def run_load(url: str, sessions: int = 20, duration: float = 30.0, *, max_reques
 # --- command line ---------------------------------------------------------------------------------------
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m qa.loadtest", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python benchmarks/loadtest.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--sessions", type=int, default=20, help="concurrent chat sessions (default 20)")
     parser.add_argument("--duration", type=float, default=30.0, help="seconds during which questions are sent")
     parser.add_argument("--max-requests", type=int, help="stop each session after this many questions")
@@ -507,6 +508,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--corpus", type=Path, help="corpus to copy for the started app (QA_CORPUS_DIR)")
     parser.add_argument("--store", type=Path, help="store to copy for the started app (QA_PERSIST_DIR)")
     parser.add_argument("--collection", help="collection of that store (QA_COLLECTION)")
+    parser.add_argument("--app", type=Path, default=APP, help=f"the app script to start (default {APP})")
     parser.add_argument("--json", type=Path, help="also write the figures as JSON here")
     parser.add_argument("--quiet", action="store_true", help="no per-request progress dots")
     args = parser.parse_args(argv)
@@ -531,7 +533,7 @@ def main(argv: list[str] | None = None) -> int:
             with tempfile.TemporaryDirectory(prefix="qa-load-") as tmp:
                 print(f"starting app.py on a copy of {corpus} and {store} (offline; an empty store is ingested "
                       f"first, which takes a while)", file=sys.stderr)
-                with AppServer.from_copy(corpus, store, collection, Path(tmp)) as server:
+                with AppServer.from_copy(corpus, store, collection, Path(tmp), app=args.app) as server:
                     # One question first: the first answer of a fresh process loads lazy parts.
                     with httpx.Client() as client:
                         ask_once(client, server.url, SCRIPT[0].question, timeout=args.timeout)

@@ -1,0 +1,129 @@
+"""A question analysed once: clean text, language, follow-up context, lexical terms and vectors.
+
+Every component of the query path (retrievers, answerers, the support check) reads the same `Query`
+instead of re-detecting the language, re-tokenizing or re-embedding the question.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+from llama_index.core.schema import QueryBundle
+
+from qa.errors import ConfigError
+from qa.text import count_tokens, detect_language, lexical_terms, words
+from qa.timing import stage
+
+History = list[tuple[str, str]] | list[list[str]] | None
+FOLLOW_UP_TOKENS = 20  # a longer question starts a new topic
+_INVISIBLE = re.compile("[\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff\u00ad]")
+
+
+def clean_question(question: Any, max_chars: int) -> str:
+    """Normalise a question; raise ConfigError for empty or over-long input."""
+    if not isinstance(question, str):
+        raise ConfigError("the question must be text")
+    text = _INVISIBLE.sub("", unicodedata.normalize("NFC", question))
+    text = "".join(c if c in "\n\t" or unicodedata.category(c)[0] != "C" else " " for c in text)
+    text = re.sub(r"\s+", " ", text).strip()
+    if not text:
+        raise ConfigError("the question is empty; type a question about the articles")
+    if len(text) > max_chars:
+        raise ConfigError(
+            f"the question is {len(text)} characters long; the limit is {max_chars} (QA_MAX_QUESTION_CHARS)"
+        )
+    return text
+
+
+def normalize_history(history: History, max_chars: int) -> list[tuple[str, str]]:
+    """Keep well-formed turns, each cut to the question limit: a client-sent history is input too."""
+    out = []
+    for turn in history or []:
+        if isinstance(turn, (list, tuple)) and len(turn) >= 2 and isinstance(turn[0], str):
+            out.append((turn[0][:max_chars], str(turn[1] or "")[: 4 * max_chars]))
+    return out
+
+
+@dataclass
+class Query(QueryBundle):
+    """`query_str` is the text searched for (the question, or it with its follow-up context)."""
+
+    question: str = ""  # the cleaned question as asked
+    language: str = "und"
+    history: tuple[tuple[str, str], ...] = ()
+    vector: np.ndarray | None = None  # even mix of the models: scores sentences
+    ranking_vector: np.ndarray | None = None  # e5-weighted: ranks passages
+    bias: dict[str, float] = field(default_factory=dict)  # vector . mean chunk vector, per language
+    ranking_bias: dict[str, float] = field(default_factory=dict)  # the same for ranking_vector
+
+    @cached_property
+    def search_terms(self) -> list[str]:
+        return lexical_terms(self.query_str)
+
+    @cached_property
+    def question_terms(self) -> list[str]:
+        return lexical_terms(self.question)
+
+    @cached_property
+    def words(self) -> list[str]:
+        return words(self.question)
+
+
+def follow_up_text(question: str, language: str, history: list[tuple[str, str]]) -> str:
+    """Offline follow-ups ("and who funded it?") borrow the previous question's words.
+
+    Only a short question in the same language as the previous one reads as a follow-up; a long or
+    other-language question starts a new topic and would be blurred by the old one.
+    """
+    if not history:
+        return question
+    previous = history[-1][0]
+    if count_tokens(question) > FOLLOW_UP_TOKENS or detect_language(previous) != language:
+        return question
+    return f"{previous} {question}"
+
+
+class QueryAnalyzer:
+    """Turns a raw question (and history) into a `Query`; built once per index snapshot (it knows its centroids)."""
+
+    def __init__(self, embed_model, centroids: dict[str, np.ndarray], *, e5_share: float, max_chars: int):
+        self.embed_model = embed_model
+        self.centroids = centroids
+        self.e5_share = e5_share
+        self.max_chars = max_chars
+
+    def analyse(self, question: Any, history: History = None,
+                condense: Callable[[str, list[tuple[str, str]]], str] | None = None) -> Query:
+        """condense, when given, rewrites a follow-up into a standalone question (an LLM call)."""
+        text = clean_question(question, self.max_chars)
+        hist = normalize_history(history, self.max_chars)
+        language = detect_language(text)
+        if hist and condense is not None:
+            with stage("condense"):
+                search = condense(text, hist)
+        else:
+            search = follow_up_text(text, language, hist)
+        return self.with_vectors(Query(query_str=search, question=text, language=language, history=tuple(hist)))
+
+    def with_vectors(self, query: Query) -> Query:
+        with stage("embed_query"):
+            q = self.embed_model.encode([query.query_str], is_query=True)[0]
+            # Ranking favours e5 (better at finding the document); sentences are scored with the even mix.
+            ranking = self.embed_model.mix(np.asarray(q, dtype=np.float32), self.e5_share)
+        query.vector, query.ranking_vector = q, ranking
+        query.embedding = ranking.tolist()
+        query.bias = {lang: float(c @ q) for lang, c in self.centroids.items()}
+        query.ranking_bias = {lang: float(c @ ranking) for lang, c in self.centroids.items()}
+        return query
+
+    def from_bundle(self, bundle: QueryBundle) -> Query:
+        """A plain LlamaIndex QueryBundle (a caller outside the engine) becomes a Query."""
+        if isinstance(bundle, Query):
+            return bundle
+        return self.analyse(bundle.query_str)

@@ -1,0 +1,57 @@
+"""BM25 over script-aware terms: ranking, the rare-word coverage of a hit, idf and document share."""
+
+from __future__ import annotations
+
+import pytest
+
+from qa.lexical import LexicalIndex
+from qa.text import lexical_terms
+
+TEXTS = {
+    "fr": "Ashton Kutcher teste le modèle Sora d'OpenAI à Hollywood.",
+    "ar": "حذر الرئيس التنفيذي لشركة يوتيوب نيل موهان من مخاطر قانونية تتعلق بنموذج Sora.",
+    "zh": "美国麦格理公司分析师弗雷德·哈夫迈耶评论了Sora。",
+    "en": "Sora can generate videos up to one minute long.",
+}
+
+
+@pytest.fixture(scope="module")
+def index() -> LexicalIndex:
+    return LexicalIndex(list(TEXTS), list(TEXTS.values()))
+
+
+def search(index, text, k=4):
+    return index.search(lexical_terms(text), k)
+
+
+def test_the_chunk_with_the_rare_name_ranks_first_with_full_coverage(index):
+    hits = search(index, "Who is Ashton Kutcher?")
+    assert hits[0][0] == "fr" and hits[0][1] > 0
+    assert hits[0][2] == pytest.approx(1.0)
+
+
+def test_a_hit_on_a_common_word_only_has_low_coverage(index):
+    hits = dict((cid, cov) for cid, _, cov in search(index, "Sora Kutcher Hollywood minute"))
+    assert hits["fr"] > 0.6 and hits["ar"] < 0.2
+
+
+def test_arabic_article_and_letter_variants_are_folded(index):
+    assert search(index, "الشركة يوتيوب")[0][0] == "ar"  # الشركة ~ لشركة, both reduce to شركة
+    assert search(index, "مخاطر القانونية")[0][0] == "ar"
+
+
+def test_chinese_matches_inside_longer_runs_through_bigrams(index):
+    assert search(index, "麦格理")[0][0] == "zh"
+
+
+def test_idf_and_document_share(index):
+    assert index.idf("kutcher") > index.idf("sora")
+    assert index.doc_share("Sora") == pytest.approx(1.0)
+    assert index.doc_share("Kutcher") == pytest.approx(0.25)
+    assert index.doc_share("absent") == 0.0
+
+
+def test_no_match_and_empty_index():
+    assert search(LexicalIndex(list(TEXTS), list(TEXTS.values())), "xylophone") == []
+    empty = LexicalIndex([], [])
+    assert len(empty) == 0 and empty.search(["sora"], 3) == [] and empty.doc_share("sora") == 0.0
