@@ -1,17 +1,24 @@
-"""Reading corpus files: decoding, cleaning HTML/Markdown/feed residue, and deriving metadata."""
+"""Reading corpus files: decoding, cleaning HTML/Markdown/feed residue, and deriving metadata.
+
+PDF and DOCX bytes are turned into text by qa.readers; the same cleaning then applies to every format.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import bisect
 import html
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from qa.readers import read_docx, read_pdf
 from qa.text import detect_language, split_sentences
 
-SUPPORTED_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm")
+SUPPORTED_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm", ".pdf", ".docx")
+MAX_PAGES = 500
+PAGE_SEPARATOR = "\n\n"
 
 
 @dataclass
@@ -25,6 +32,17 @@ class CorpusFile:
     language: str
     url: str = ""
     date: str = ""
+    # PDF only: (offset in text where the page starts, page number from 1), in order; pages without
+    # text are left out. Empty for other formats.
+    pages: list[tuple[int, int]] = field(default_factory=list)
+
+
+def page_at(file: CorpusFile, offset: int) -> int | None:
+    """The page number of the character at offset in file.text; None when the file has no pages."""
+    if not file.pages or not 0 <= offset < len(file.text):
+        return None
+    i = bisect.bisect_right([start for start, _ in file.pages], offset) - 1
+    return file.pages[max(i, 0)][1]
 
 
 @dataclass
@@ -65,37 +83,79 @@ def decode(raw: bytes) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
-def read_file(path: Path, source: str, max_bytes: int) -> CorpusFile:
+def read_file(path: Path, source: str, max_bytes: int, max_pages: int = MAX_PAGES) -> CorpusFile:
     """Read and clean one file; raise ValueError with a human reason when it cannot be used."""
     size = path.stat().st_size
     if size > max_bytes:
         raise ValueError(f"too large ({size} bytes; the limit is {max_bytes}, QA_MAX_FILE_BYTES)")
     raw = path.read_bytes()
+    suffix = path.suffix.lower()
+    if suffix == ".pdf":
+        return parse_pdf(raw, source, max_pages)
+    if suffix == ".docx":
+        return parse_docx(raw, source)
     return parse(raw, source)
 
 
 def parse(raw: bytes, source: str) -> CorpusFile:
-    text = decode(raw)
-    cleaned, meta = clean(text)
-    if not cleaned.strip():
+    cleaned, meta = clean(decode(raw))
+    return _corpus_file(raw, source, cleaned, meta)
+
+
+def parse_pdf(raw: bytes, source: str, max_pages: int = MAX_PAGES) -> CorpusFile:
+    """Pages cleaned one by one and joined by a blank line, each page's start offset recorded."""
+    content = read_pdf(raw, max_pages)
+    parts: list[str] = []
+    pages: list[tuple[int, int]] = []
+    meta: dict[str, str] = {}
+    offset = 0
+    for number, page_text in enumerate(content.pages, start=1):
+        cleaned, page_meta = clean(page_text)
+        if not cleaned:
+            continue
+        if parts:
+            offset += len(PAGE_SEPARATOR)
+        else:
+            meta = {"date": page_meta["date"]} if "date" in page_meta else {}  # a date on the first page only
+        pages.append((offset, number))
+        parts.append(cleaned)
+        offset += len(cleaned)
+    if content.title:
+        meta["title"] = content.title
+    return _corpus_file(raw, source, PAGE_SEPARATOR.join(parts), meta, pages)
+
+
+def parse_docx(raw: bytes, source: str) -> CorpusFile:
+    content = read_docx(raw)
+    cleaned, meta = clean(content.text)
+    if content.title:
+        meta["title"] = content.title
+    return _corpus_file(raw, source, cleaned, meta)
+
+
+def _corpus_file(
+    raw: bytes, source: str, text: str, meta: dict[str, str], pages: list[tuple[int, int]] | None = None
+) -> CorpusFile:
+    if not text.strip():
         raise ValueError("empty (no text after cleaning)")
     return CorpusFile(
         source=source,
-        text=cleaned,
+        text=text,
         file_hash=hashlib.sha256(raw).hexdigest(),
-        title=meta.get("title") or derive_title(cleaned),
-        language=detect_language(cleaned),
+        title=meta.get("title") or derive_title(text),
+        language=detect_language(text),
         url=meta.get("url", ""),
         date=meta.get("date", ""),
+        pages=pages or [],
     )
 
 
-def load_corpus(corpus_dir: Path, max_bytes: int) -> LoadResult:
+def load_corpus(corpus_dir: Path, max_bytes: int, max_pages: int = MAX_PAGES) -> LoadResult:
     result = LoadResult()
     for path in list_corpus(corpus_dir):
         source = path.relative_to(corpus_dir).as_posix()
         try:
-            result.files.append(read_file(path, source, max_bytes))
+            result.files.append(read_file(path, source, max_bytes, max_pages))
         except (OSError, ValueError) as exc:
             result.skipped.append(SkippedFile(source, str(exc) if isinstance(exc, ValueError) else exc.strerror or str(exc)))
     return result

@@ -212,8 +212,9 @@ def test_bad_files_are_skipped_by_name(small):
     report = qa.ingest(small, progress=quiet)
 
     skipped = {s.source: s.reason for s in report.skipped}
-    assert set(skipped) == {"binary.txt", "latin1.txt", "empty.txt", "blank.md", "tags-only.html", "a.txt"}
+    assert set(skipped) == {"binary.txt", "latin1.txt", "empty.txt", "blank.md", "tags-only.html", "notes.pdf", "a.txt"}
     assert "binary" in skipped["binary.txt"] and "binary" in skipped["a.txt"]
+    assert skipped["notes.pdf"].startswith("not a readable PDF (")
     assert "UTF-8" in skipped["latin1.txt"]
     assert "empty" in skipped["empty.txt"] and "empty" in skipped["blank.md"]
     assert (report.added, report.updated, report.unchanged, report.removed) == (1, 0, 2, 0)
