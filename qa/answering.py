@@ -33,6 +33,14 @@ NOT_IN_CORPUS = {
 SentenceSource = Callable[[list[NodeWithScore]], Iterable[tuple[str, str, np.ndarray]]]
 
 
+_BRACKETED_NUMBER = re.compile(r"\[(\d+)\]")
+
+
+def defuse_markers(quote: str) -> str:
+    """A quote's own bracketed numbers ("the [21]st century", footnotes) must not read as citation markers."""
+    return _BRACKETED_NUMBER.sub(lambda m: f"［{m.group(1)}］", quote)
+
+
 def not_in_corpus(language: str) -> str:
     return NOT_IN_CORPUS.get(language, NOT_IN_CORPUS["en"])
 
@@ -142,8 +150,9 @@ class ExtractiveAnswerer:
             # Ranking uses the language-centred similarity (a Chinese question must not prefer Chinese
             # sentences for being Chinese); the refusal floor uses the raw score, which is comparable across
             # questions.
-            lang = nodes[rank].node.metadata.get("language", "")
-            out.append(ScoredSentence(snippet, rank, score, sim, emb, score - query.bias.get(lang, 0.0)))
+            md = nodes[rank].node.metadata
+            bias = query.bias(md.get("language", ""), md.get("source", ""))
+            out.append(ScoredSentence(snippet, rank, score, sim, emb, score - bias))
         out.sort(key=lambda s: s.rank_score, reverse=True)
         return out
 
@@ -175,7 +184,7 @@ class ExtractiveAnswerer:
             src = sources[s.chunk_rank]
             citations.append(Citation(number, src.source, src.title, s.text, round(s.score, 4), src.language,
                                       src.text, src.chunk_id, src.url))
-            parts.append(f"{s.text} [{number}]")
+            parts.append(f"{defuse_markers(s.text)} [{number}]")
         return Answer(" ".join(parts), citations, refused=False, mode="extractive", question=query.question,
                       language=query.language, sources=sources)
 

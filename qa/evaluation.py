@@ -3,23 +3,27 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import re
 import statistics
 import sys
+import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from qa.baselines import System, SystemOutput, llamaindex_default_baseline, ours, single_retriever_baseline
 from qa.errors import ConfigError, QAError
 
-DEFAULT_TESTSET = Path(__file__).resolve().parent.parent / "tests" / "eval" / "testset.jsonl"
-METRICS = ("hit@1", "hit@5", "mrr", "fact_recall", "citation_precision", "citation_validity",
-           "refusal_accuracy", "false_refusal_rate", "latency_p50_ms", "latency_p95_ms")
+DEFAULT_TESTSET = Path("tests/eval/testset.jsonl")  # relative to the working folder, like corpus_dir
+METRICS = ("hit@1", "hit@5", "mrr", "passage_hit@1", "passage_hit@5", "fact_recall", "citation_precision",
+           "citation_validity", "refusal_accuracy", "refused_absent", "refused_off_topic", "false_refusal_rate",
+           "latency_p50_ms", "latency_p95_ms")
+KINDS = ("absent", "off_topic")  # of unanswerable cases: on-topic but not in the articles, or another topic
 LOWER_IS_BETTER = {"false_refusal_rate", "latency_p50_ms", "latency_p95_ms"}
 
 
@@ -32,6 +36,7 @@ class TestCase:
     expected_facts: list[list[str]]
     answerable: bool
     history: list[list[str]] = field(default_factory=list)
+    kind: str = ""  # unanswerable cases: "absent" or "off_topic"
 
 
 def load_testset(path: str | Path = DEFAULT_TESTSET) -> list[TestCase]:
@@ -59,7 +64,8 @@ def load_testset(path: str | Path = DEFAULT_TESTSET) -> list[TestCase]:
             raise ConfigError(f"{where}: duplicate id {obj['id']!r}")
         seen.add(obj["id"])
         cases.append(TestCase(obj["id"], obj["question"], obj["language"], list(obj["expected_sources"]),
-                              [list(f) for f in obj["expected_facts"]], obj["answerable"], obj.get("history") or []))
+                              [list(f) for f in obj["expected_facts"]], obj["answerable"], obj.get("history") or [],
+                              obj.get("kind", "")))
     if not cases:
         raise ConfigError(f"{path}: the test set has no cases")
     return cases
@@ -84,6 +90,8 @@ def _schema_problems(obj: dict) -> list[str]:
         p.append("an answerable case needs at least one expected source")
     if isinstance(obj.get("question"), str) and not obj["question"].strip():
         p.append("'question' is empty")
+    if obj.get("kind", "") not in ("", *KINDS):
+        p.append(f"'kind' must be one of {', '.join(KINDS)}")
     return p
 
 
@@ -147,6 +155,9 @@ class CaseResult:
     latency_ms: float
     answer: str
     judge: dict[str, float] = field(default_factory=dict)
+    kind: str = ""
+    passage_hit1: bool = False  # the first retrieved passage holds an expected fact
+    passage_hit5: bool = False
 
 
 def summarize(results: list[CaseResult]) -> dict[str, float]:
@@ -165,7 +176,11 @@ def summarize(results: list[CaseResult]) -> dict[str, float]:
         "citation_precision": (sum(r.cited_expected for r in answered) / cited) if cited else 0.0,
         "citation_validity": (sum(r.citations_valid for r in results) / sum(r.citations_total for r in results))
         if sum(r.citations_total for r in results) else 1.0,
+        "passage_hit@1": _mean([r.passage_hit1 for r in ans if r.facts]),
+        "passage_hit@5": _mean([r.passage_hit5 for r in ans if r.facts]),
         "refusal_accuracy": _mean([r.refused for r in una]) if una else float("nan"),
+        **{f"refused_{k}": (_mean([r.refused for r in una if r.kind == k]) if any(r.kind == k for r in una)
+                            else float("nan")) for k in KINDS},
         "false_refusal_rate": _mean([r.refused for r in ans]) if ans else float("nan"),
         "latency_p50_ms": statistics.median(lat) if lat else 0.0,
         "latency_p95_ms": lat[min(len(lat) - 1, int(round(0.95 * (len(lat) - 1))))] if lat else 0.0,
@@ -181,107 +196,6 @@ def summarize(results: list[CaseResult]) -> dict[str, float]:
 def _mean(xs) -> float:
     xs = list(xs)
     return float(sum(xs)) / len(xs) if xs else 0.0
-
-
-# --- systems under test --------------------------------------------------------------------------
-
-@dataclass
-class SystemOutput:
-    retrieved: list[str]
-    text: str
-    citations: list[dict]
-    refused: bool
-
-
-System = Callable[[TestCase], SystemOutput]
-
-
-def ours(engine, top_k: int) -> System:
-    def run(case: TestCase) -> SystemOutput:
-        ans = engine.ask(case.question, history=case.history or None, top_k=top_k)
-        return SystemOutput([s.source for s in ans.sources], ans.text, [asdict(c) for c in ans.citations], ans.refused)
-
-    return run
-
-
-def _query(engine, case: TestCase, *, plain: bool = False):
-    """The case's question as the engine analyses it; plain: the even-mix vector, no language bias (baselines)."""
-    from dataclasses import replace
-
-    query = engine.analyse(case.question, [tuple(t) for t in case.history])
-    if plain:
-        query = replace(query, ranking_vector=query.vector, embedding=query.vector.tolist(), bias={}, ranking_bias={})
-    return query
-
-
-def _answer_with(answerer, query, nodes) -> SystemOutput:
-    ans = answerer.answer(query, nodes)
-    return SystemOutput([n.node.metadata.get("source", "") for n in nodes], ans.text,
-                        [asdict(c) for c in ans.citations], ans.refused)
-
-
-def single_retriever_baseline(engine, top_k: int, dense: bool) -> System:
-    """Plain dense or plain BM25 over our chunks: top-k, with no fusion, sentence vectors, language
-    centring or de-duplication; answered by our extractive answerer."""
-    from qa.retrievers import DenseRetriever, LexicalRetriever
-
-    p = engine.pipeline
-    candidates = engine.settings.retrieval.candidates
-    retriever = (DenseRetriever(p.store, p.snapshot, p.analyzer, candidates) if dense
-                 else LexicalRetriever(p.store, p.snapshot, p.analyzer, candidates, coverage_power=0.0))
-
-    def run(case: TestCase) -> SystemOutput:
-        query = _query(engine, case, plain=True)
-        nodes = retriever.search(query)[:top_k]
-        return _answer_with(p.offline, _query(engine, case), nodes)
-
-    return run
-
-
-def llamaindex_default_baseline(engine, corpus_dir: Path) -> System:
-    """What the LlamaIndex quick-start gives: raw files, default SentenceSplitter (1024/200), top-2 dense.
-
-    Same embedding model; answers use our extractive selection on its passages so that only retrieval
-    and chunking differ.
-    """
-    from llama_index.core import Document, VectorStoreIndex
-    from llama_index.core.node_parser import SentenceSplitter
-
-    from qa.answering import ExtractiveAnswerer
-    from qa.loading import list_corpus
-    from qa.text import split_sentences, tokens
-
-    docs = []
-    for p in list_corpus(corpus_dir):
-        try:
-            docs.append(Document(text=p.read_text(encoding="utf-8"), metadata={"source": p.relative_to(corpus_dir).as_posix()}))
-        except (OSError, UnicodeDecodeError):
-            continue
-    # tokenizer=tokens only avoids tiktoken's download; chunk sizes stay LlamaIndex's defaults.
-    index = VectorStoreIndex.from_documents(docs, embed_model=engine.embed_model,
-                                            transformations=[SentenceSplitter(tokenizer=tokens)])
-    retriever = index.as_retriever(similarity_top_k=2)
-    cache: dict[str, np.ndarray] = {}
-
-    def sentences(nodes):
-        out = []
-        for n in nodes:
-            parts = [s.strip() for s in split_sentences(n.node.get_content()) if s.strip()]
-            todo = [s for s in parts if s not in cache]
-            if todo:
-                cache.update(zip(todo, engine.embed_model.encode(todo)))
-            out.extend((s, n.node.node_id, cache[s]) for s in parts)
-        return out
-
-    config = engine.settings.answering.model_copy(update={"same_document": True})
-    answerer = ExtractiveAnswerer(None, config, idf=engine.snapshot.lexical.idf, sentence_source=sentences)
-
-    def run(case: TestCase) -> SystemOutput:
-        query = _query(engine, case, plain=True)
-        nodes = retriever.retrieve(query.query_str)
-        return _answer_with(answerer, query, nodes)
-
-    return run
 
 
 # --- running -----------------------------------------------------------------------------------
@@ -320,6 +234,8 @@ def run_system(system: System, cases: list[TestCase], corpus_texts: dict[str, st
             facts=facts_found(out.text, case.expected_facts) if not out.refused else [False] * len(case.expected_facts),
             cited=cited, cited_expected=sum(1 for s in cited if s in case.expected_sources),
             citations_valid=valid, citations_total=total, refused=out.refused, latency_ms=latency, answer=out.text,
+            kind=case.kind, passage_hit1=any(any(facts_found(p, case.expected_facts)) for p in out.passages[:1]),
+            passage_hit5=any(any(facts_found(p, case.expected_facts)) for p in out.passages[:5]),
         )
         if judge is not None and case.answerable and not out.refused:
             result.judge = judge(case, out)
@@ -418,8 +334,13 @@ def _render(rows: list[list[str]], markdown: bool) -> str:
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows)
 
 
-def write_chart(report: EvalReport, path: Path) -> None:
-    import matplotlib
+def write_chart(report: EvalReport, path: Path) -> bool:
+    """A per-language bar chart; False (and no file) without matplotlib, which comes with the .[bench] extra."""
+    try:
+        import matplotlib
+    except ImportError:
+        print("note: no chart (pip install -e '.[bench]' for matplotlib)", file=sys.stderr)
+        return False
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -439,12 +360,16 @@ def write_chart(report: EvalReport, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+    return True
 
 
 # --- CLI -------------------------------------------------------------------------------------------
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--testset", default=str(DEFAULT_TESTSET), help="JSONL test set")
+    p.add_argument("--corpus", help="evaluate on this corpus folder instead of QA_CORPUS_DIR's index: it is "
+                                    "ingested into --store first (incrementally)")
+    p.add_argument("--store", help="store folder for --corpus (default: a temporary folder, removed afterwards)")
     p.add_argument("--mode", choices=["offline", "llm"], default="offline")
     p.add_argument("--top-k", type=int, dest="top_k")
     p.add_argument("--json", dest="json_out", help="write the full report as JSON")
@@ -478,10 +403,24 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     mins, maxs = _thresholds(args.min, "--min"), _thresholds(args.max, "--max")
     cases = load_testset(args.testset)
-    overrides = {"mode": args.mode}
+    overrides: dict[str, Any] = {"mode": args.mode}
     if args.top_k:
         overrides["top_k"] = args.top_k
-    engine = QAEngine(load_settings(**overrides))
+    with contextlib.ExitStack() as stack:
+        if args.corpus:
+            store = args.store or stack.enter_context(tempfile.TemporaryDirectory(prefix="qa-eval-"))
+            overrides.update(corpus_dir=Path(args.corpus), persist_dir=Path(store), collection="eval",
+                             chroma_host=None)
+        settings = load_settings(**overrides)
+        if args.corpus:
+            from qa.ingest import ingest
+
+            print(f"ingesting {args.corpus} into {settings.persist_dir}", file=sys.stderr)
+            print(ingest(settings).summary(), file=sys.stderr)
+        return _run_eval(args, QAEngine(settings), cases, mins, maxs)
+
+
+def _run_eval(args: argparse.Namespace, engine, cases: list[TestCase], mins, maxs) -> int:
 
     def progress(name: str, done: int, total: int) -> None:
         if sys.stderr.isatty() or done == total:
@@ -497,9 +436,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
         md = Path(args.md_out)
         md.parent.mkdir(parents=True, exist_ok=True)
         chart = md.with_suffix(".png")
-        write_chart(report, chart)
+        image = f"\n\n![per-language chart]({chart.name})" if write_chart(report, chart) else ""
         md.write_text(f"# Evaluation ({report.mode}, top_k={report.top_k}, {len(cases)} cases)\n\n"
-                      f"{table(report, markdown=True)}\n\n![per-language chart]({chart.name})\n", encoding="utf-8")
+                      f"{table(report, markdown=True)}{image}\n", encoding="utf-8")
     failed = []
     for name, value, lang in mins + maxs:
         scope = report.summary if lang == "all" else report.systems["ours"]["by_language"].get(lang, {})

@@ -5,8 +5,8 @@ PDF and DOCX bytes are turned into text by qa.readers; the same cleaning then ap
 
 from __future__ import annotations
 
-import hashlib
 import bisect
+import hashlib
 import html
 import re
 from dataclasses import dataclass, field

@@ -17,6 +17,7 @@ import numpy as np
 from llama_index.core.schema import QueryBundle
 
 from qa.errors import ConfigError
+from qa.snapshot import Bias, Centroids
 from qa.text import count_tokens, detect_language, lexical_terms, words
 from qa.timing import stage
 
@@ -59,8 +60,8 @@ class Query(QueryBundle):
     history: tuple[tuple[str, str], ...] = ()
     vector: np.ndarray | None = None  # even mix of the models: scores sentences
     ranking_vector: np.ndarray | None = None  # e5-weighted: ranks passages
-    bias: dict[str, float] = field(default_factory=dict)  # vector . mean chunk vector, per language
-    ranking_bias: dict[str, float] = field(default_factory=dict)  # the same for ranking_vector
+    bias: Bias = field(default_factory=Bias.constant)  # (language, source) -> vector . that language's mean chunk
+    ranking_bias: Bias = field(default_factory=Bias.constant)  # the same for ranking_vector
 
     @cached_property
     def search_terms(self) -> list[str]:
@@ -92,7 +93,7 @@ def follow_up_text(question: str, language: str, history: list[tuple[str, str]])
 class QueryAnalyzer:
     """Turns a raw question (and history) into a `Query`; built once per index snapshot (it knows its centroids)."""
 
-    def __init__(self, embed_model, centroids: dict[str, np.ndarray], *, e5_share: float, max_chars: int):
+    def __init__(self, embed_model, centroids: Centroids | None, *, e5_share: float, max_chars: int):
         self.embed_model = embed_model
         self.centroids = centroids
         self.e5_share = e5_share
@@ -118,8 +119,8 @@ class QueryAnalyzer:
             ranking = self.embed_model.mix(np.asarray(q, dtype=np.float32), self.e5_share)
         query.vector, query.ranking_vector = q, ranking
         query.embedding = ranking.tolist()
-        query.bias = {lang: float(c @ q) for lang, c in self.centroids.items()}
-        query.ranking_bias = {lang: float(c @ ranking) for lang, c in self.centroids.items()}
+        if self.centroids is not None:
+            query.bias, query.ranking_bias = self.centroids.bias(q), self.centroids.bias(ranking)
         return query
 
     def from_bundle(self, bundle: QueryBundle) -> Query:

@@ -41,11 +41,8 @@ class _SnapshotRetriever(BaseRetriever):
 
 
 class DenseRetriever(_SnapshotRetriever):
-    """Chunks by cosine similarity to the ranking vector, minus `centering` x the question's language bias.
-
-    Multilingual models score text in the question's own language higher whatever it says; subtracting
-    the question's similarity to each language's mean chunk removes that preference.
-    """
+    """Chunks by cosine similarity to the ranking vector, minus `centering` x the question's language bias
+    (its median similarity to the chunks of the chunk's language: see qa.snapshot.Centroids)."""
 
     name = "dense"
 
@@ -62,8 +59,8 @@ class DenseRetriever(_SnapshotRetriever):
                 if cid not in self.snapshot.texts:
                     continue
                 raw = 1.0 - float(dist)
-                lang = self.snapshot.metadatas[cid]["language"]
-                score = raw - self.centering * query.ranking_bias.get(lang, 0.0)
+                md = self.snapshot.metadatas[cid]
+                score = raw - self.centering * query.ranking_bias(md["language"], md["source"])
                 out.append(RankedNode(node=self.snapshot.node(cid, emb), score=score, scores={"dense": raw}))
             out.sort(key=lambda n: n.score, reverse=True)
             return out[: self.candidates]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
 
@@ -26,7 +26,7 @@ class Snapshot:
     metadatas: dict[str, dict[str, Any]]
     lexical: LexicalIndex
     manifest_key: str = ""
-    centroids: dict[str, np.ndarray] = field(default_factory=dict)  # language -> mean chunk embedding
+    centroids: Centroids | None = None
 
     @classmethod
     def load(cls, store: Store, min_language_chunks: int = 5) -> "Snapshot":
@@ -38,7 +38,7 @@ class Snapshot:
         ids = list(texts)
         # The lexical index also sees the title and the site name, so "the RFI article" finds rfi.fr.
         lexical_texts = [f"{metas[i]['title']} {_site(metas[i]['url'])}\n{texts[i]}" for i in ids]
-        centroids = language_centroids(store, ids, metas, min_language_chunks)
+        centroids = centroids_of(store, ids, metas, min_language_chunks)
         return cls(texts, metas, LexicalIndex(ids, lexical_texts), manifest_key(manifest), centroids)
 
     def node(self, chunk_id: str, embedding: np.ndarray | None) -> TextNode:
@@ -51,28 +51,64 @@ class Snapshot:
         return node
 
 
-def language_centroids(store: Store, ids: list[str], metas: dict[str, dict], min_chunks: int = 5,
-                       sample: int = 2000) -> dict[str, np.ndarray]:
-    """Mean chunk vector per language, from a bounded sample so that opening a large store stays fast.
+class Centroids:
+    """A sample of chunk vectors per language, for language centring.
 
-    A language with fewer than `min_chunks` chunks gets the mean of all chunks instead: with one English
-    file of one chunk, the English "centroid" would be that chunk, and centring would push the only
-    English answer down by its own similarity.
+    Multilingual models score text in the question's own language higher whatever it says. The engine
+    subtracts, per language, the question's *typical* similarity to that language's chunks: the median
+    over a sample, which the few chunks that truly match barely move (a mean would be pulled up by them,
+    and push a true same-language match down). A language with fewer than `min_chunks` chunks is
+    measured on all chunks instead, so one uploaded file is not centred on itself.
     """
+
+    def __init__(self, vectors: np.ndarray, languages: list[str], min_chunks: int = 5):
+        vectors = np.asarray(vectors, dtype=np.float16)  # half the memory; a median needs no more precision
+        self.all = vectors
+        self.by_language = {lang: vectors[[i for i, x in enumerate(languages) if x == lang]]
+                            for lang in dict.fromkeys(languages)}
+        self.min_chunks = min_chunks
+
+    def bias(self, q: np.ndarray) -> "Bias":
+        return Bias(self, np.asarray(q, dtype=np.float32))
+
+
+class Bias:
+    """A question vector's typical similarity to the chunks of each language (computed on first use)."""
+
+    def __init__(self, centroids: Centroids | None = None, q: np.ndarray | None = None,
+                 fixed: dict[str, float] | None = None):
+        self.c, self.q = centroids, q
+        self.values: dict[str, float] = dict(fixed or {})
+
+    @classmethod
+    def constant(cls, per_language: dict[str, float] | None = None) -> "Bias":
+        """Fixed values per language (tests; baselines use none at all)."""
+        return cls(fixed=per_language or {})
+
+    def __call__(self, language: str, source: str = "") -> float:
+        if language not in self.values:
+            if self.c is None:
+                return 0.0
+            vectors = self.c.by_language.get(language)
+            if vectors is None or len(vectors) < self.c.min_chunks:
+                vectors = self.c.all
+            sims = vectors.astype(np.float32) @ self.q
+            self.values[language] = float(np.median(sims)) if len(sims) else 0.0
+        return self.values[language]
+
+
+def centroids_of(store: Store, ids: list[str], metas: dict[str, dict], min_chunks: int = 5,
+                 sample: int = 2000) -> Centroids:
+    """The centring sample: at most `sample` chunks per language, so that opening a large store stays fast."""
     by_lang: dict[str, list[str]] = {}
     for cid in ids:
         group = by_lang.setdefault(metas[cid]["language"], [])
         if len(group) < sample:
             group.append(cid)
-    vectors = {}
-    for lang, group in by_lang.items():
-        got = store.read_chunks(group, with_embeddings=True)
-        if len(got["embeddings"]):
-            vectors[lang] = np.asarray(got["embeddings"], dtype=np.float32)
-    if not vectors:
-        return {}
-    overall = np.mean(np.concatenate(list(vectors.values())), axis=0)
-    return {lang: v.mean(axis=0) if len(v) >= min_chunks else overall for lang, v in vectors.items()}
+    chosen = [cid for group in by_lang.values() for cid in group]
+    got = store.read_chunks(chosen, with_embeddings=True) if chosen else {"ids": [], "embeddings": []}
+    vectors = np.asarray(got["embeddings"], dtype=np.float32).reshape(len(got["ids"]), -1)
+    return Centroids(vectors, [metas[i]["language"] for i in got["ids"]], min_chunks)
 
 
 def _site(url: str) -> str:

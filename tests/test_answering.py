@@ -10,6 +10,7 @@ from qa.answering import ExtractiveAnswerer, quotable, stream_text
 from qa.query import Query
 from qa.schema import Answer
 from qa.settings import AnsweringSettings
+from qa.snapshot import Bias
 from qa.support import SupportReport
 
 
@@ -38,7 +39,7 @@ Q = unit(1, 0, 0, 0)
 
 
 def query(text="Qui teste Sora à Hollywood ?", vector=Q, bias=None):
-    return Query(query_str=text, question=text, language="fr", vector=vector, ranking_vector=vector, bias=bias or {})
+    return Query(query_str=text, question=text, language="fr", vector=vector, ranking_vector=vector, bias=Bias.constant(bias))
 
 
 def answerer(rows, support=None, **config):

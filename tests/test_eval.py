@@ -6,7 +6,6 @@ import pytest
 
 import qa
 from qa.evaluation import (
-    DEFAULT_TESTSET,
     CaseResult,
     citation_checks,
     doc_ranking,
@@ -15,6 +14,10 @@ from qa.evaluation import (
     reciprocal_rank,
     summarize,
 )
+
+from conftest import ROOT
+
+TESTSET = ROOT / "tests" / "eval" / "testset.jsonl"
 
 
 def test_ranking_metrics():
@@ -94,12 +97,12 @@ def test_schema_errors_name_the_line(tmp_path, line, message):
 
 
 def test_fixed_testset_meets_its_own_contract():
-    cases = load_testset(DEFAULT_TESTSET)
+    cases = load_testset(TESTSET)
     langs = {lang: sum(c.language == lang for c in cases) for lang in ("en", "fr", "ar", "zh")}
     assert len(cases) >= 60 and all(langs[lang] >= 8 for lang in ("fr", "ar", "zh")), langs
     assert sum(not c.answerable for c in cases) >= 8
     assert sum(bool(c.history) for c in cases) >= 5
-    seeds = {p.name for p in (DEFAULT_TESTSET.parent.parent.parent / "seeds").iterdir()}
+    seeds = {p.name for p in (ROOT / "seeds").iterdir()}
     covered = {s for c in cases for s in c.expected_sources}
     assert covered == seeds
 
@@ -114,7 +117,7 @@ def test_qa_eval_meets_the_quality_bar_and_beats_every_baseline(seeded, monkeypa
     out = tmp_path / "eval.json"
     per_language = [f"--min={metric}:{lang}={value}" for lang in ("en", "fr", "ar", "zh")
                     for metric, value in (("hit@5", 0.95), ("mrr", 0.85))]
-    code = main(["eval", "--json", str(out), "--markdown", str(tmp_path / "eval.md"),
+    code = main(["eval", "--testset", str(TESTSET), "--json", str(out), "--markdown", str(tmp_path / "eval.md"),
                  "--min", "hit@5=0.95", "--min", "mrr=0.85", "--min", "fact_recall=0.80",
                  "--min", "citation_validity=1.0", "--min", "citation_precision=0.90",
                  "--min", "refusal_accuracy=0.90", "--max", "false_refusal_rate=0.05", *per_language])
@@ -136,6 +139,6 @@ def test_a_failed_threshold_exits_non_zero(seeded, monkeypatch, capsys):
     for key, value in {"QA_CORPUS_DIR": seeded.corpus_dir, "QA_PERSIST_DIR": seeded.persist_dir,
                        "QA_COLLECTION": seeded.collection}.items():
         monkeypatch.setenv(key, str(value))
-    assert main(["eval", "--no-baselines", "--min", "hit@1=1.01"]) == 1
+    assert main(["eval", "--testset", str(TESTSET), "--no-baselines", "--min", "hit@1=1.01"]) == 1
     assert "threshold failed: hit@1" in capsys.readouterr().err
     assert main(["eval", "--min", "nonsense=1"]) == 1

@@ -8,6 +8,7 @@ import pytest
 import qa
 from qa.embeddings import USEEmbedding
 from qa.query import Query, QueryAnalyzer, clean_question, follow_up_text, normalize_history
+from qa.snapshot import Centroids
 from qa.timing import Trace, stage, tracing
 
 
@@ -43,7 +44,9 @@ def test_a_short_same_language_question_borrows_the_previous_one():
 
 @pytest.fixture(scope="module")
 def analyzer():
-    centroids = {"fr": USEEmbedding().encode(["Un article en français sur la vidéo."])[0]}
+    texts = ["Un article en français sur la vidéo.", "Un autre texte sur le cinéma.", "Sora fait des vidéos.",
+             "La météo de demain.", "Le prix du pain augmente."]
+    centroids = Centroids(USEEmbedding().encode(texts), ["fr"] * len(texts))
     return QueryAnalyzer(USEEmbedding(), centroids, e5_share=0.85, max_chars=200)
 
 
@@ -54,7 +57,7 @@ def test_analyse_computes_everything_once(analyzer):
     assert isinstance(q, Query) and q.language == "fr" and q.query_str == q.question == "Qui a divulgué Sora ?"
     assert q.vector.shape == (512,) and np.isclose(np.linalg.norm(q.vector), 1.0, atol=1e-3)
     assert q.embedding == pytest.approx(q.ranking_vector.tolist())
-    assert set(q.bias) == {"fr"} and -1 <= q.bias["fr"] <= 1
+    assert -1 <= q.bias("fr") <= 1 and q.bias("fr") == q.bias("fr", "any.txt")
     assert "divulgue" in q.search_terms and "Sora" in q.words
     assert set(trace.stages) == {"embed_query"}
 

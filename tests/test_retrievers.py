@@ -8,7 +8,7 @@ import pytest
 from qa.postprocessors import DiversityPostprocessor
 from qa.query import Query
 from qa.retrievers import DenseRetriever, FusionRetriever, LexicalRetriever, RankedNode, SentenceRetriever
-from qa.snapshot import Snapshot
+from qa.snapshot import Bias, Snapshot
 
 from memstore import memory_store, unit
 
@@ -34,7 +34,7 @@ def world():
 def query(vector, bias=None, text="Kutcher minute"):
     v = np.asarray(vector, dtype=np.float32)
     return Query(query_str=text, question=text, language="en", vector=v, ranking_vector=v, embedding=v.tolist(),
-                 bias=bias or {}, ranking_bias=bias or {})
+                 bias=Bias.constant(bias), ranking_bias=Bias.constant(bias))
 
 
 def test_dense_ranks_committed_chunks_by_cosine(world):

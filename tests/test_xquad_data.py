@@ -63,11 +63,13 @@ def test_no_article_in_both_folds():
 
 
 @pytest.mark.parametrize("testset", TESTSETS, ids=lambda p: str(p.parent.relative_to(DATA)))
-def test_question_language_differs_from_article_language(testset):
-    for case in _cases(testset):
-        if case["answerable"]:
-            article_lang = case["expected_sources"][0].split("_", 1)[0]
-            assert case["language"] != article_lang, case["id"]
+def test_question_language_differs_from_article_language_in_most_cases(testset):
+    answerable = [c for c in _cases(testset) if c["answerable"]]
+    same = [c for c in answerable if c["language"] == c["expected_sources"][0].split("_", 1)[0]]
+    if "mixed" in str(testset):  # one question in six on purpose, to keep same-language matches honest
+        assert 0.1 < len(same) / len(answerable) < 0.25, len(same)
+    else:
+        assert same == []
 
 
 @pytest.mark.parametrize("testset", TESTSETS, ids=lambda p: str(p.parent.relative_to(DATA)))
