@@ -6,6 +6,7 @@ An answerer gets the analysed `Query` and the retrieved nodes and yields text de
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -14,11 +15,13 @@ from typing import Protocol
 import numpy as np
 from llama_index.core.schema import NodeWithScore
 
+from qa.answer_types import Offer, offers
+from qa.evidence import FEATURES, RefusalModel, reciprocal_agreement
 from qa.query import Query
 from qa.schema import Answer, Citation, Source
 from qa.settings import AnsweringSettings
 from qa.store import Store
-from qa.support import TermSupport
+from qa.support import SupportReport, TermSupport
 from qa.text import count_tokens, lexical_terms
 
 NOT_IN_CORPUS = {
@@ -89,6 +92,21 @@ class ScoredSentence:
     similarity: float
     embedding: np.ndarray
     rank_score: float = 0.0
+    parts: np.ndarray | None = None  # similarity per embedding model (one value for a single model)
+    index: int = 0  # position in its chunk
+    offer: Offer | None = None
+
+
+@dataclass
+class Assessment:
+    """Everything the answerer decided on, for the answer and for fitting the refusal model."""
+
+    sentences: list[ScoredSentence]
+    chosen: list[ScoredSentence]
+    support: SupportReport | None
+    features: dict[str, float]
+    probability: float | None  # P(answerable) from the refusal model (None: no model, the floor rule applies)
+    refused: bool
 
 
 _LEADING_JUNK = re.compile(r"^[\s?•·*\-–—>]+")
@@ -116,18 +134,31 @@ class ExtractiveAnswerer:
     mode = "extractive"
 
     def __init__(self, store: Store | None, config: AnsweringSettings, *, idf: Callable[[str], float] | None = None,
-                 support: TermSupport | None = None, sentence_source: SentenceSource | None = None):
+                 support: TermSupport | None = None, sentence_source: SentenceSource | None = None,
+                 part_dims: tuple[int, ...] = (), refusal: RefusalModel | None = None):
         self.store = store
         self.config = config
+        self.part_dims = part_dims  # the embedding's models side by side, for per-model similarities
+        self.refusal = refusal
         self.idf = idf or (lambda term: 1.0)
         self.support = support
         # Where sentence vectors come from: the store (precomputed at ingestion) unless told otherwise.
         self.sentence_source = sentence_source or self._stored_sentences
 
     def _stored_sentences(self, nodes: list[NodeWithScore]):
-        """(text, chunk id, embedding) of the nodes' sentences, as stored at ingestion."""
+        """(text, chunk id, embedding, index in chunk) of the nodes' sentences, as stored at ingestion."""
         got = self.store.read_sentences([n.node.node_id for n in nodes])
-        return [(t, md["chunk_id"], e) for t, md, e in zip(got["documents"], got["metadatas"], got["embeddings"])]
+        return [(t, md["chunk_id"], e, md.get("index", 0))
+                for t, md, e in zip(got["documents"], got["metadatas"], got["embeddings"])]
+
+    def _parts(self, q: np.ndarray, e: np.ndarray) -> np.ndarray:
+        if len(self.part_dims) < 2 or sum(self.part_dims) != len(q):
+            return np.array([float(e @ q)])
+        out, start = [], 0
+        for d in self.part_dims:  # each part is scaled by 1/sqrt(n): its cosine is n times its share
+            out.append(len(self.part_dims) * float(e[start:start + d] @ q[start:start + d]))
+            start += d
+        return np.array(out)
 
     def score_sentences(self, query: Query, nodes: list[NodeWithScore]) -> list[ScoredSentence]:
         rank_of: dict[str, int] = {}
@@ -137,7 +168,7 @@ class ExtractiveAnswerer:
         q_terms = {t: self.idf(t) for t in set(query.question_terms)}
         q_weight = sum(q_terms.values()) or 1.0
         out = []
-        for text, chunk_id, emb in self.sentence_source(nodes):
+        for text, chunk_id, emb, *index in self.sentence_source(nodes):
             snippet = _LEADING_JUNK.sub("", text).strip()
             if not quotable(snippet, nodes[rank_of[chunk_id]].node.metadata.get("title", "")):
                 continue
@@ -152,13 +183,14 @@ class ExtractiveAnswerer:
             # questions.
             md = nodes[rank].node.metadata
             bias = query.bias(md.get("language", ""), md.get("source", ""))
-            out.append(ScoredSentence(snippet, rank, score, sim, emb, score - bias))
+            out.append(ScoredSentence(snippet, rank, score, sim, emb, score - bias, self._parts(q, emb),
+                                      index[0] if index else 0, offers(snippet)))
         out.sort(key=lambda s: s.rank_score, reverse=True)
         return out
 
     @staticmethod
     def evidence(sentences: list[ScoredSentence]) -> float:
-        """How strongly the corpus supports an answer: the calibrated quantity compared with the floor."""
+        """The hand-set evidence score (used with the floor when no refusal model is fitted)."""
         return max((s.score for s in sentences[:3]), default=0.0)
 
     def stream(self, query: Query, nodes: list[NodeWithScore]) -> Iterator[str | Answer]:
@@ -168,19 +200,15 @@ class ExtractiveAnswerer:
         sources = [node_to_source(n) for n in nodes]
         if not nodes:
             return refusal(query, sources)
-        sentences = self.score_sentences(query, nodes)
-        if self.evidence(sentences) < self.config.relevance_floor:
+        if not query.words:  # only emoji or punctuation: it asks about nothing the articles could hold
             return refusal(query, sources)
-        chosen = self.choose(sentences, sources)
-        if self.support is not None:
-            cited = dict.fromkeys(sources[s.chunk_rank].chunk_id for s in chosen)
-            evidence = "\n".join(f"{src.title}\n{src.text}" for src in sources if src.chunk_id in cited)
-            if not self.support.check(query.question, evidence, question_words=query.words).supported:
-                return refusal(query, sources)
+        a = self.assess(query, nodes, sources)
+        if a.refused:
+            return refusal(query, sources)
         # One number per quoted sentence, so every [n] points at exactly the text it stands for.
         citations: list[Citation] = []
         parts = []
-        for number, s in enumerate(chosen, start=1):
+        for number, s in enumerate(a.chosen, start=1):
             src = sources[s.chunk_rank]
             citations.append(Citation(number, src.source, src.title, s.text, round(s.score, 4), src.language,
                                       src.text, src.chunk_id, src.url))
@@ -188,7 +216,70 @@ class ExtractiveAnswerer:
         return Answer(" ".join(parts), citations, refused=False, mode="extractive", question=query.question,
                       language=query.language, sources=sources)
 
-    def choose(self, sentences: list[ScoredSentence], sources: list[Source]) -> list[ScoredSentence]:
+    def assess(self, query: Query, nodes: list[NodeWithScore], sources: list[Source] | None = None) -> Assessment:
+        """Score the sentences, choose the quote, check its support and decide whether to refuse."""
+        sources = sources if sources is not None else [node_to_source(n) for n in nodes]
+        sentences = self.score_sentences(query, nodes) if nodes else []
+        chosen = self.choose(sentences, sources, query.slot) if sentences else []
+        report = None
+        if self.support is not None and chosen:
+            cited = dict.fromkeys(sources[s.chunk_rank].chunk_id for s in chosen)
+            passage = "\n".join(f"{src.title}\n{src.text}" for src in sources if src.chunk_id in cited)
+            report = self.support.check(query.question, passage, question_words=query.words)
+        features = self.features(query, nodes, sentences, chosen, report)
+        if not chosen:
+            return Assessment(sentences, chosen, report, features, 0.0, True)
+        if self.refusal is not None:
+            p = self.refusal.probability(features)
+            return Assessment(sentences, chosen, report, features, p, p < self.refusal.threshold)
+        refused = self.evidence(sentences) < self.config.relevance_floor or (report is not None and not report.supported)
+        return Assessment(sentences, chosen, report, features, None, refused)
+
+    def features(self, query: Query, nodes: list[NodeWithScore], sentences: list[ScoredSentence],
+                 chosen: list[ScoredSentence], report: SupportReport | None) -> dict[str, float]:
+        """The refusal model's inputs (qa.evidence.FEATURES), from what answering computed anyway."""
+        f = dict.fromkeys(FEATURES, 0.0)
+        if not sentences:
+            return f
+        per_model = np.stack([s.parts for s in sentences])
+        top = sentences[0]
+        other = [s.rank_score for s in sentences if nodes[s.chunk_rank].node.metadata.get("source")
+                 != nodes[top.chunk_rank].node.metadata.get("source")]
+        first = getattr(nodes[0], "scores", {})
+        scores = [float(n.score or 0.0) for n in nodes]
+        lexical = [(getattr(n, "scores", {}).get("lexical", 0.0), i) for i, n in enumerate(nodes)]
+        best_lexical = max(lexical)
+        f.update(
+            top_sim=max(s.similarity for s in sentences),
+            evidence=self.evidence(sentences),
+            first_sim=float(per_model[:, 0].max()),
+            last_sim=float(per_model[:, -1].max()),
+            model_agreement=reciprocal_agreement(per_model),
+            doc_gap=top.rank_score - max(other) if other else 0.3,
+            top_dense=first.get("dense", 0.0),
+            top_sentence=first.get("sentence", 0.0),
+            fused_margin=(scores[0] - scores[1]) / scores[0] if len(scores) > 1 and scores[0] > 0 else 1.0,
+            lexical_coverage=max(getattr(n, "scores", {}).get("coverage", 0.0) for n in nodes),
+            lexical_agrees=float(best_lexical[0] > 0 and nodes[best_lexical[1]].node.metadata.get("source")
+                                 == nodes[0].node.metadata.get("source")),
+        )
+        if report is not None:
+            terms = list(report.terms.values())
+            f.update(
+                terms_found=report.coverage,
+                terms_mean=float(np.mean(terms)) if terms else 1.0,
+                terms_min=min(terms) if terms else 1.0,
+                terms_literal=float(np.mean([t >= 0.999 for t in terms])) if terms else 1.0,
+                number_missing=float(bool(report.missing_number)),
+                log_key_terms=math.log1p(len(terms)),
+            )
+        if query.slot != "thing" and chosen:
+            fills = [s.offer.fills(query.slot) if s.offer else None for s in chosen]
+            f.update(slot_filled=float(fills[0] is True), slot_unfilled=float(fills[0] is False),
+                     slot_in_quote=float(any(x is True for x in fills)))
+        return f
+
+    def choose(self, sentences: list[ScoredSentence], sources: list[Source], slot: str = "thing") -> list[ScoredSentence]:
         chosen: list[ScoredSentence] = []
         best = sentences[0].rank_score
         for s in sentences:
@@ -203,4 +294,21 @@ class ExtractiveAnswerer:
             if self.config.same_document and chosen and sources[s.chunk_rank].source != sources[chosen[0].chunk_rank].source:
                 continue
             chosen.append(s)
+        return self._with_neighbour(chosen, sentences, slot)
+
+    def _with_neighbour(self, chosen: list[ScoredSentence], sentences: list[ScoredSentence],
+                        slot: str) -> list[ScoredSentence]:
+        """When the best sentence lacks the kind of answer asked for and the next or previous sentence of its
+        passage has it (a name introduced in the following sentence, a number in the previous one), quote both."""
+        first = chosen[0] if chosen else None
+        if first is None or first.offer is None or not self.config.neighbours:
+            return chosen
+        if slot == "thing" or first.offer.fills(slot) is True:
+            return chosen
+        for s in sentences:
+            if s.chunk_rank == first.chunk_rank and abs(s.index - first.index) == 1 and s.offer \
+                    and s.offer.fills(slot) is True and s not in chosen:
+                ordered = sorted([first, s], key=lambda x: x.index)  # read in the document's order
+                rest = [c for c in chosen[1:] if c is not s][: max(0, self.config.max_sentences - 2)]
+                return ordered + rest
         return chosen

@@ -52,6 +52,11 @@ class LocalEmbedding(BaseEmbedding):
         """A query vector whose similarities weight the parts of a combined model; single models ignore it."""
         return query
 
+    @property
+    def part_dims(self) -> tuple[int, ...]:
+        """Dimensions of the models side by side in one vector (one model: its own dimension)."""
+        return (self.dim,)
+
     def _get_query_embedding(self, query: str) -> list[float]:
         return self.encode([query], True)[0].tolist()
 
@@ -124,6 +129,10 @@ class CombinedEmbedding(LocalEmbedding):
     def _encode(self, texts: list[str], is_query: bool) -> np.ndarray:
         parts = [p.encode(texts, is_query) for p in self._parts]
         return np.hstack(parts) / np.sqrt(len(parts))
+
+    @property
+    def part_dims(self) -> tuple[int, ...]:
+        return tuple(p.dim for p in self._parts)
 
     def mix(self, query: np.ndarray, first_share: float) -> np.ndarray:
         # Scaling the query's halves turns its dot product with a stored vector into

@@ -22,7 +22,9 @@ from llama_index.core.schema import NodeWithScore
 from qa.answering import Answerer, ExtractiveAnswerer, node_to_source
 from qa.embeddings import LocalEmbedding, USEEmbedding, make_embedding
 from qa.errors import LLMError, StoreError
+from qa.evidence import default_model
 from qa.llm import LLMClient, endpoint_label
+from qa.overview import OverviewAnswerer, overview_nodes
 from qa.postprocessors import DiversityPostprocessor
 from qa.query import History, Query, QueryAnalyzer
 from qa.retrievers import DenseRetriever, FusionRetriever, LexicalRetriever, SentenceRetriever
@@ -54,9 +56,12 @@ class Pipeline:
     retriever: FusionRetriever
     answerer: Answerer  # the configured mode (the LLM wrapped in its offline fallback, or offline)
     offline: ExtractiveAnswerer
+    overview: Answerer  # questions about the corpus as a whole, in the configured mode
 
     def nodes(self, query: Query, top_k: int, settings: Settings) -> list[NodeWithScore]:
         candidates = self.retriever.search(query)
+        if query.overview:
+            return overview_nodes(query, candidates, self.snapshot, top_k)
         with stage("diversity"):
             return DiversityPostprocessor(top_k=top_k, max_similarity=settings.retrieval.duplicate_similarity,
                                           max_per_source=settings.retrieval.max_per_source).postprocess_nodes(candidates)
@@ -68,23 +73,28 @@ def build_pipeline(settings: Settings, store: Store, embed_model: LocalEmbedding
     if not snapshot.texts:
         raise StoreError(f"the index at {describe_location(settings)} has no documents; run `qa ingest`")
     analyzer = QueryAnalyzer(embed_model, snapshot.centroids, e5_share=r.e5_share,
-                             max_chars=settings.max_question_chars)
+                             max_chars=settings.max_question_chars, documents=snapshot.documents)
     parts = [
         (DenseRetriever(store, snapshot, analyzer, r.candidates, centering=r.centering), r.dense_weight),
         (SentenceRetriever(store, snapshot, analyzer, r.candidates), r.sentence_weight),
         (LexicalRetriever(store, snapshot, analyzer, r.candidates, coverage_power=r.coverage_power), r.lexical_weight),
     ]
-    retriever = FusionRetriever(store, snapshot, analyzer, parts, k=r.rrf_k, candidates=r.candidates)
+    retriever = FusionRetriever(store, snapshot, analyzer, parts, k=r.rrf_k, candidates=r.candidates,
+                                reference_boost=r.reference_boost)
     support = None
     if settings.answering.term_support:
         support = TermSupport(USEEmbedding(), snapshot.lexical.doc_share, settings.answering)
-    offline = ExtractiveAnswerer(store, settings.answering, idf=snapshot.lexical.idf, support=support)
+    refusal = default_model() if settings.answering.refusal_model else None
+    offline = ExtractiveAnswerer(store, settings.answering, idf=snapshot.lexical.idf, support=support,
+                                 part_dims=embed_model.part_dims, refusal=refusal)
     answerer: Answerer = offline
+    overview: Answerer = OverviewAnswerer(store)
     if llm is not None:
         from qa.generation import FallbackAnswerer, LLMAnswerer
 
         answerer = FallbackAnswerer(LLMAnswerer(llm), offline)
-    return Pipeline(store, snapshot, analyzer, retriever, answerer, offline)
+        overview = FallbackAnswerer(LLMAnswerer(llm), overview)
+    return Pipeline(store, snapshot, analyzer, retriever, answerer, offline, overview)
 
 
 def _traced(events: Iterator, trace: Trace) -> Iterator:
@@ -186,7 +196,10 @@ class QAEngine:
                 notice = f"{exc}. Showing the offline answer instead."
                 query = p.analyzer.analyse(question, history)
             nodes = p.nodes(query, top_k or self.settings.retrieval.top_k, self.settings)
-        answerer = p.offline if notice else p.answerer
+        if query.overview:
+            answerer = p.overview.fallback if notice and hasattr(p.overview, "fallback") else p.overview
+        else:
+            answerer = p.offline if notice else p.answerer
         answer_started = time.perf_counter()
         answer: Answer | None = None
         for event in _traced(answerer.stream(query, nodes), trace):

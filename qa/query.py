@@ -16,8 +16,10 @@ from typing import Any
 import numpy as np
 from llama_index.core.schema import QueryBundle
 
+from qa.answer_types import question_slot
 from qa.errors import ConfigError
-from qa.snapshot import Bias, Centroids
+from qa.references import asks_for_overview, named_languages, named_sites
+from qa.snapshot import Bias, Centroids, DocumentInfo
 from qa.text import count_tokens, detect_language, lexical_terms, words
 from qa.timing import stage
 
@@ -62,6 +64,8 @@ class Query(QueryBundle):
     ranking_vector: np.ndarray | None = None  # e5-weighted: ranks passages
     bias: Bias = field(default_factory=Bias.constant)  # (language, source) -> vector . that language's mean chunk
     ranking_bias: Bias = field(default_factory=Bias.constant)  # the same for ranking_vector
+    prefer: frozenset[str] = frozenset()  # sources the question names ("the Chinese article", "RFI")
+    overview: bool = False  # asks about the corpus as a whole ("Summarize the articles")
 
     @cached_property
     def search_terms(self) -> list[str]:
@@ -75,27 +79,32 @@ class Query(QueryBundle):
     def words(self) -> list[str]:
         return words(self.question)
 
+    @cached_property
+    def slot(self) -> str:
+        """The kind of answer asked for (qa.answer_types.SLOTS)."""
+        return question_slot(self.question)
+
 
 def follow_up_text(question: str, language: str, history: list[tuple[str, str]]) -> str:
-    """Offline follow-ups ("and who funded it?") borrow the previous question's words.
+    """Offline follow-ups ("and who funded it?", "Et pourquoi ?") borrow the previous question's words.
 
-    Only a short question in the same language as the previous one reads as a follow-up; a long or
-    other-language question starts a new topic and would be blurred by the old one.
+    A short question reads as a follow-up in any language pair (the models are multilingual, so "Which
+    group leaked Sora?" then "Qu'ont-ils reproché à OpenAI ?" retrieves from both); a long one starts a
+    new topic and would be blurred by the old one.
     """
-    if not history:
+    if not history or count_tokens(question) > FOLLOW_UP_TOKENS:
         return question
-    previous = history[-1][0]
-    if count_tokens(question) > FOLLOW_UP_TOKENS or detect_language(previous) != language:
-        return question
-    return f"{previous} {question}"
+    return f"{history[-1][0]} {question}"
 
 
 class QueryAnalyzer:
     """Turns a raw question (and history) into a `Query`; built once per index snapshot (it knows its centroids)."""
 
-    def __init__(self, embed_model, centroids: Centroids | None, *, e5_share: float, max_chars: int):
+    def __init__(self, embed_model, centroids: Centroids | None, *, e5_share: float, max_chars: int,
+                 documents: dict[str, DocumentInfo] | None = None):
         self.embed_model = embed_model
         self.centroids = centroids
+        self.documents = documents or {}
         self.e5_share = e5_share
         self.max_chars = max_chars
 
@@ -110,7 +119,16 @@ class QueryAnalyzer:
                 search = condense(text, hist)
         else:
             search = follow_up_text(text, language, hist)
-        return self.with_vectors(Query(query_str=search, question=text, language=language, history=tuple(hist)))
+        query = Query(query_str=search, question=text, language=language, history=tuple(hist),
+                      prefer=self.named_documents(text), overview=asks_for_overview(text))
+        return self.with_vectors(query)
+
+    def named_documents(self, question: str) -> frozenset[str]:
+        """Documents the question names by language or site; none when it would name them all."""
+        langs = named_languages(question)
+        sites = named_sites(question, {d.site for d in self.documents.values()})
+        named = frozenset(s for s, d in self.documents.items() if d.language in langs or d.site in sites)
+        return named if len(named) < len(self.documents) else frozenset()
 
     def with_vectors(self, query: Query) -> Query:
         with stage("embed_query"):

@@ -104,11 +104,13 @@ class FusionRetriever(BaseRetriever):
     """Weighted reciprocal-rank fusion: score = sum of weight * hit weight / (k + rank)."""
 
     def __init__(self, store: Store, snapshot: Snapshot, analyzer: QueryAnalyzer,
-                 retrievers: list[tuple[_SnapshotRetriever, float]], k: int = 6, candidates: int = 30):
+                 retrievers: list[tuple[_SnapshotRetriever, float]], k: int = 6, candidates: int = 30,
+                 reference_boost: float = 0.0):
         super().__init__()
         self.store, self.snapshot, self.analyzer = store, snapshot, analyzer
         self.retrievers = [(r, w) for r, w in retrievers if w > 0]
         self.k, self.candidates = k, candidates
+        self.reference_boost = reference_boost  # a document the question names ("the RFI article") counts more
 
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
         return list(self.search(self.analyzer.from_bundle(query_bundle)))
@@ -125,6 +127,10 @@ class FusionRetriever(BaseRetriever):
                 if hit.node.embedding is not None or cid not in nodes:
                     nodes[cid] = hit
         with stage("fusion"):
+            if query.prefer and self.reference_boost:
+                for cid in fused:
+                    if nodes[cid].node.metadata.get("source") in query.prefer:
+                        fused[cid] *= 1.0 + self.reference_boost
             order = sorted(fused, key=fused.get, reverse=True)[: self.candidates]
             missing = [cid for cid in order if nodes[cid].node.embedding is None]
             if missing:

@@ -63,6 +63,11 @@ class RetrievalSettings(_Group):
         2.0, ge=0.0, le=4.0,
         description="A BM25 hit counts in proportion to (share of the question's rare words it holds) ** this.",
     )
+    reference_boost: float = Field(
+        1.0, ge=0.0, le=10.0,
+        description="A document the question names by language or site ('the Chinese article', 'RFI') has its fused "
+        "scores multiplied by 1 + this.",
+    )
     min_language_chunks: int = Field(
         5, ge=1, description="A language with fewer chunks is centred on the mean of all chunks instead of its own."
     )
@@ -88,7 +93,11 @@ class AnsweringSettings(_Group):
     )
     max_sentences: int = Field(3, ge=1, le=10, description="Sentences quoted at most in an offline answer.")
     lexical_weight: float = Field(0.25, ge=0.0, le=2.0, description="Weight of rare-word overlap in sentence scores.")
-    margin: float = Field(0.1, ge=0.0, le=1.0, description=f"Further sentences must score within this of the best; {TUNED_ON}.")
+    margin: float = Field(
+        0.2, ge=0.0, le=1.0,
+        description=f"Further sentences must score within this of the best; {TUNED_ON_DEV}: 0.05-0.3 compared (fact "
+        "recall plateaus from 0.2).",
+    )
     rank_prior: float = Field(
         0.1, ge=0.0, le=1.0, description=f"Bonus of sentences from better-ranked chunks, divided by 1 + rank; {TUNED_ON}."
     )
@@ -97,6 +106,14 @@ class AnsweringSettings(_Group):
     )
     duplicate_similarity: float = Field(
         0.85, ge=0.0, le=1.0, description="A sentence this similar to one already quoted (a translation) is skipped."
+    )
+    neighbours: bool = Field(
+        True, description="Quote the next or previous sentence too when it, not the best one, offers the kind of answer "
+        "asked for.",
+    )
+    refusal_model: bool = Field(
+        True, description="Refuse by the calibrated model in qa/data/refusal.json (fitted on the dev sets) rather than "
+        "by relevance_floor and term_support's coverage.",
     )
     support_similarity: float = Field(
         0.55, ge=0.0, le=1.0,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlparse
 
@@ -10,6 +10,7 @@ import numpy as np
 from llama_index.core.schema import TextNode
 
 from qa.lexical import LexicalIndex
+from qa.references import site_name
 from qa.store import Store
 
 PUBLIC_METADATA = ("source", "title", "language", "url", "date", "position")
@@ -20,6 +21,15 @@ def manifest_key(manifest: dict) -> str:
     return "|".join(sorted(f"{s}:{r.file_hash}:{r.signature}" for s, r in manifest.items()))
 
 
+@dataclass(frozen=True)
+class DocumentInfo:
+    source: str
+    title: str
+    language: str
+    site: str  # 'rfi' for rfi.fr: how a question may name the document
+    first_chunk: str  # id of the chunk at position 0 (the lead)
+
+
 @dataclass
 class Snapshot:
     texts: dict[str, str]
@@ -27,6 +37,7 @@ class Snapshot:
     lexical: LexicalIndex
     manifest_key: str = ""
     centroids: Centroids | None = None
+    documents: dict[str, DocumentInfo] = field(default_factory=dict)
 
     @classmethod
     def load(cls, store: Store, min_language_chunks: int = 5) -> "Snapshot":
@@ -39,7 +50,8 @@ class Snapshot:
         # The lexical index also sees the title and the site name, so "the RFI article" finds rfi.fr.
         lexical_texts = [f"{metas[i]['title']} {_site(metas[i]['url'])}\n{texts[i]}" for i in ids]
         centroids = centroids_of(store, ids, metas, min_language_chunks)
-        return cls(texts, metas, LexicalIndex(ids, lexical_texts), manifest_key(manifest), centroids)
+        return cls(texts, metas, LexicalIndex(ids, lexical_texts), manifest_key(manifest), centroids,
+                   documents_of(metas))
 
     def node(self, chunk_id: str, embedding: np.ndarray | None) -> TextNode:
         """A LlamaIndex node of a committed chunk; metadata stays out of embeddings and prompts."""
@@ -109,6 +121,16 @@ def centroids_of(store: Store, ids: list[str], metas: dict[str, dict], min_chunk
     got = store.read_chunks(chosen, with_embeddings=True) if chosen else {"ids": [], "embeddings": []}
     vectors = np.asarray(got["embeddings"], dtype=np.float32).reshape(len(got["ids"]), -1)
     return Centroids(vectors, [metas[i]["language"] for i in got["ids"]], min_chunks)
+
+
+def documents_of(metas: dict[str, dict]) -> dict[str, DocumentInfo]:
+    lead: dict[str, tuple[int, str]] = {}
+    for cid, md in metas.items():
+        pos = int(md.get("position") or 0)
+        if md["source"] not in lead or pos < lead[md["source"]][0]:
+            lead[md["source"]] = (pos, cid)
+    return {src: DocumentInfo(src, metas[cid]["title"], metas[cid]["language"], site_name(metas[cid]["url"]), cid)
+            for src, (_, cid) in sorted(lead.items())}
 
 
 def _site(url: str) -> str:

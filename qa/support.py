@@ -20,27 +20,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from qa.settings import AnsweringSettings
-from qa.text import fold_word, words
+from qa.text import FUNCTION_WORDS, fold_word, words
 
-# Function words and the words questions use to point at the corpus ("according to the article"):
-# they say nothing about the fact asked for.
-_QUESTION_WORDS = set(
-    """
-    the a an and or of to in on at for from with by as is are was were be been being this that these those it
-    its his her he she they them their there what who whom whose which when where why how much many does do did
-    can could will would should has have had about into than then also other another per
-    article articles corpus text piece report story mentioned mention mentions according say said says quoted
-    quote named called name tell describe described give gives given
-    le la les l de des du d et ou un une est sont a ont été être ce cet cette ces il elle ils elles en dans sur
-    sous pour par avec que qu qui quoi quel quelle quels quelles où quand comment combien pourquoi se sa son
-    ses leur leurs au aux y ne pas plus lors selon texte cite cité mentionné mentionne après dit indique nom
-    ما ماذا من متى أين اين كيف كم لماذا هل في على إلى الى عن مع التي الذي الذين هو هي هم و أو ثم قد تم كان
-    كانت يكون هذا هذه ذلك تلك وفقا حسب المقالة المقال مقالة النص ذكر يذكر اسم
-    什么 哪 哪个 哪位 哪家 哪些 哪里 谁 多少 几 是 的 了 在 吗 呢 和 与 有 被 把 之 其 这 那 这个 那个 文章 根据 据
-    提到 中 里 上 说 称 为 以 及 对 将 会 可以 怎么 如何 为什么 何时 什么时候 一个 他 她 它 他们 名字 叫
-    """.split()
-)
-_QUESTION_FOLDED = {fold_word(w) for w in _QUESTION_WORDS}
+_QUESTION_FOLDED = {fold_word(w) for w in FUNCTION_WORDS}
 _HAS_DIGIT = re.compile(r"\d")
 
 
