@@ -23,6 +23,7 @@ _EXPORTS = {
     "Answer": "qa.schema",
     "Citation": "qa.schema",
     "Source": "qa.schema",
+    "Progress": "qa.schema",
     "QAError": "qa.errors",
     "ConfigError": "qa.errors",
     "StoreError": "qa.errors",
@@ -30,14 +31,14 @@ _EXPORTS = {
 }
 __all__ = [
     "Settings", "load_settings", "ingest", "add_documents", "IngestReport", "QAEngine", "CorpusStats",
-    "Answer", "Citation", "Source", "QAError", "ConfigError", "StoreError", "LLMError",
+    "Answer", "Citation", "Source", "Progress", "QAError", "ConfigError", "StoreError", "LLMError",
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
     from qa.engine import CorpusStats, QAEngine
     from qa.errors import ConfigError, LLMError, QAError, StoreError
     from qa.ingest import IngestReport, add_documents, ingest
-    from qa.schema import Answer, Citation, Source
+    from qa.schema import Answer, Citation, Progress, Source
     from qa.settings import Settings, load_settings
 
 

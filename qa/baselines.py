@@ -7,6 +7,7 @@ BM25 alone, dense alone (the default embedding, plain top-k), and the LlamaIndex
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -22,6 +23,9 @@ class SystemOutput:
     citations: list[dict]
     refused: bool
     passages: list[str] = field(default_factory=list)  # texts of the retrieved passages, in order
+    mode: str = ""  # how the answer was made: "llm", or "extractive" (offline, or the LLM's fallback)
+    first_text_ms: float = 0.0  # until the first text was streamed (0: nothing streamed)
+    dropped: int = 0  # generated sentences the guard left out
 
 
 System = Callable[[Any], SystemOutput]  # a test case in, what the system answered out
@@ -29,9 +33,13 @@ System = Callable[[Any], SystemOutput]  # a test case in, what the system answer
 
 def ours(engine, top_k: int) -> System:
     def run(case) -> SystemOutput:
-        ans = engine.ask(case.question, history=case.history or None, top_k=top_k)
+        started, first = time.perf_counter(), 0.0
+        for event in engine.stream(case.question, history=case.history or None, top_k=top_k):
+            if isinstance(event, str) and event.strip() and not first:
+                first = (time.perf_counter() - started) * 1000
+            ans = event
         return SystemOutput([s.source for s in ans.sources], ans.text, [asdict(c) for c in ans.citations], ans.refused,
-                            [s.text for s in ans.sources])
+                            [s.text for s in ans.sources], ans.mode, first, len(ans.dropped))
 
     return run
 

@@ -91,9 +91,12 @@ def build_pipeline(settings: Settings, store: Store, embed_model: LocalEmbedding
     overview: Answerer = OverviewAnswerer(store)
     if llm is not None:
         from qa.generation import FallbackAnswerer, LLMAnswerer
+        from qa.guard import AnswerGuard
 
-        answerer = FallbackAnswerer(LLMAnswerer(llm), offline)
-        overview = FallbackAnswerer(LLMAnswerer(llm), overview)
+        generator = LLMAnswerer(llm, AnswerGuard(embed_model, settings.llm.guard_similarity), settings.llm,
+                                floor=offline)
+        answerer = FallbackAnswerer(generator, offline)
+        overview = FallbackAnswerer(generator, overview)
     return Pipeline(store, snapshot, analyzer, retriever, answerer, offline, overview)
 
 
@@ -182,8 +185,12 @@ class QAEngine:
         assert answer is not None
         return answer
 
-    def stream(self, question: str, history: History = None, top_k: int | None = None) -> Iterator[str | Answer]:
-        """Yields text deltas, then the final Answer (whose text replaces what was streamed)."""
+    def stream(self, question: str, history: History = None, top_k: int | None = None, *,
+               progress: bool = False) -> Iterator[str | Answer]:
+        """Yields text deltas, then the final Answer (whose text replaces what was streamed).
+
+        progress=True also yields qa.Progress events while an LLM server reads the prompt and writes.
+        """
         started = time.perf_counter()
         p = self.pipeline  # one snapshot for the whole question, whatever refresh() does meanwhile
         trace = Trace()
@@ -205,7 +212,7 @@ class QAEngine:
         for event in _traced(answerer.stream(query, nodes), trace):
             if isinstance(event, Answer):
                 answer = event
-            else:
+            elif isinstance(event, str) or progress:
                 yield event
         assert answer is not None
         trace.add("answer", time.perf_counter() - answer_started - trace.stages.get("generate", 0.0))

@@ -18,13 +18,17 @@ import numpy as np
 
 from qa.baselines import System, SystemOutput, llamaindex_default_baseline, ours, single_retriever_baseline
 from qa.errors import ConfigError, QAError
+from qa.text import split_sentences
 
 DEFAULT_TESTSET = Path("tests/eval/testset.jsonl")  # relative to the working folder, like corpus_dir
 METRICS = ("hit@1", "hit@5", "mrr", "passage_hit@1", "passage_hit@5", "fact_recall", "citation_precision",
            "citation_validity", "refusal_accuracy", "refused_absent", "refused_off_topic", "false_refusal_rate",
            "latency_p50_ms", "latency_p95_ms")
+# LLM mode only: answerable questions the model answered (not the offline fallback), the share of generated
+# sentences the guard kept, and the time until the first checked text reached the reader.
+LLM_METRICS = ("llm_answered", "sentences_supported", "first_text_p50_ms")
 KINDS = ("absent", "off_topic")  # of unanswerable cases: on-topic but not in the articles, or another topic
-LOWER_IS_BETTER = {"false_refusal_rate", "latency_p50_ms", "latency_p95_ms"}
+LOWER_IS_BETTER = {"false_refusal_rate", "latency_p50_ms", "latency_p95_ms", "first_text_p50_ms"}
 
 
 @dataclass
@@ -158,6 +162,10 @@ class CaseResult:
     kind: str = ""
     passage_hit1: bool = False  # the first retrieved passage holds an expected fact
     passage_hit5: bool = False
+    mode: str = ""
+    first_text_ms: float = 0.0
+    sentences: int = 0  # sentences shown (LLM mode)
+    dropped: int = 0  # generated sentences left out by the guard
 
 
 def summarize(results: list[CaseResult]) -> dict[str, float]:
@@ -185,6 +193,13 @@ def summarize(results: list[CaseResult]) -> dict[str, float]:
         "latency_p50_ms": statistics.median(lat) if lat else 0.0,
         "latency_p95_ms": lat[min(len(lat) - 1, int(round(0.95 * (len(lat) - 1))))] if lat else 0.0,
     }
+    generated = [r for r in results if r.sentences or r.dropped]
+    if any(r.mode == "llm" for r in results) or generated:  # LLM mode: how much the model wrote that held up
+        shown, dropped = sum(r.sentences for r in generated), sum(r.dropped for r in generated)
+        out["llm_answered"] = _mean([r.mode == "llm" for r in answered])
+        out["sentences_supported"] = shown / (shown + dropped) if shown + dropped else float("nan")
+        firsts = sorted(r.first_text_ms for r in results if r.first_text_ms)
+        out["first_text_p50_ms"] = statistics.median(firsts) if firsts else 0.0
     judged = [r.judge for r in results if r.judge]
     for key in ("faithfulness", "correctness"):
         vals = [j[key] for j in judged if key in j]
@@ -236,6 +251,8 @@ def run_system(system: System, cases: list[TestCase], corpus_texts: dict[str, st
             citations_valid=valid, citations_total=total, refused=out.refused, latency_ms=latency, answer=out.text,
             kind=case.kind, passage_hit1=any(any(facts_found(p, case.expected_facts)) for p in out.passages[:1]),
             passage_hit5=any(any(facts_found(p, case.expected_facts)) for p in out.passages[:5]),
+            mode=out.mode, first_text_ms=out.first_text_ms, dropped=out.dropped,
+            sentences=len(split_sentences(out.text)) if out.mode == "llm" and not out.refused else 0,
         )
         if judge is not None and case.answerable and not out.refused:
             result.judge = judge(case, out)
@@ -308,7 +325,7 @@ def _fmt(metric: str, value: float) -> str:
 def table(report: EvalReport, markdown: bool = False) -> str:
     names = list(report.systems)
     rows = [["metric"] + names]
-    for m in METRICS:
+    for m in METRICS + tuple(m for m in LLM_METRICS if m in report.systems["ours"]["overall"]):
         rows.append([m] + [_fmt(m, report.systems[n]["overall"].get(m, float("nan"))) for n in names])
     rows.append(["ratio ours/best baseline (hit@5, mrr, fact_recall)"] + [""] * len(names))
     if len(names) > 1:
@@ -388,8 +405,8 @@ def _thresholds(specs: list[str], flag: str) -> list[tuple[str, float, str]]:
         lang = "all"
         if ":" in name:
             name, lang = name.split(":", 1)
-        if name not in METRICS:
-            raise ConfigError(f"{flag} {spec!r}: unknown metric; choose from {', '.join(METRICS)}")
+        if name not in METRICS + LLM_METRICS:
+            raise ConfigError(f"{flag} {spec!r}: unknown metric; choose from {', '.join(METRICS + LLM_METRICS)}")
         try:
             out.append((name, float(value), lang))
         except ValueError:

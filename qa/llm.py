@@ -66,6 +66,34 @@ def build_messages(question: str, sources: list[Source], language: str) -> list[
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
 
+def fit_sources(question: str, sources: list[Source], language: str, budget: int) -> list[Source]:
+    """The sources, in rank order, that fit a prompt of `budget` tokens; the last one is cut at a sentence if
+    needed, and at least the first one is kept (cut too), so the prompt always fits the server's context."""
+    from dataclasses import replace
+
+    from qa.text import split_sentences
+
+    base = sum(estimate_tokens(m["content"]) for m in build_messages(question, [], language)) + 16
+    kept: list[Source] = []
+    used = base
+    for s in sources:
+        cost = estimate_tokens(s.text) + 24  # the <source> element around it
+        if used + cost <= budget:
+            kept.append(s)
+            used += cost
+            continue
+        room = budget - used - 24
+        text = ""
+        for sentence in split_sentences(s.text):
+            if estimate_tokens(text + sentence) > room:
+                break
+            text += sentence
+        if text.strip() and (not kept or estimate_tokens(text) > 40):
+            kept.append(replace(s, text=text.strip()))
+        break
+    return kept
+
+
 def check_citations(text: str, sources: list[Source]) -> tuple[str, list[Citation]]:
     """Drop markers that point to no source; return the cleaned text and the citations it uses."""
     used: list[int] = []
@@ -147,11 +175,14 @@ class LLMClient:
         from openai import OpenAI, Timeout
 
         self.settings = settings
+        self.first_token_timeout = min(settings.llm.first_token_timeout, settings.llm.timeout)
         key = settings.llm.api_key.get_secret_value() if settings.llm.api_key else "not-needed"
         self.client = OpenAI(
             api_key=key,
             base_url=settings.llm.base_url,
-            timeout=Timeout(settings.llm.timeout, connect=min(5.0, settings.llm.timeout)),
+            # The read timeout bounds the wait for the first token (the server reads the prompt before it sends
+            # anything) and every pause between tokens; `timeout` bounds the whole reply (see stream()).
+            timeout=Timeout(self.first_token_timeout, connect=min(5.0, settings.llm.timeout)),
             max_retries=0,
         )
         self.label = endpoint_label(settings)
@@ -169,7 +200,11 @@ class LLMClient:
                 later = f"try again in {wait:.0f} s" if wait and wait >= 1 else "try again shortly"
                 msg = f"the LLM endpoint {where} is rate-limiting requests (HTTP 429); {later}"
             case openai.APITimeoutError():
-                msg = f"the LLM endpoint {where} did not answer within {self.settings.llm.timeout:g} s"
+                msg = (f"the LLM endpoint {where} sent nothing for {self.first_token_timeout:g} s "
+                       f"(QA_LLM_FIRST_TOKEN_TIMEOUT)")
+            case openai.BadRequestError() if _context_overflow(exc):
+                msg = f"the prompt does not fit the context of the LLM endpoint {where} (QA_LLM_CONTEXT_TOKENS)"
+                return ContextOverflow(msg)
             case openai.APIConnectionError() if _broken_off(exc):
                 msg = f"the LLM endpoint {where} closed the connection before its reply was complete"
             case openai.APIConnectionError():
@@ -230,7 +265,7 @@ class LLMClient:
 
     def stream(self, messages: list[dict], max_tokens: int = 512) -> Iterator[str]:
         """Yields the reply's text deltas; raises LLMError if the reply fails, stalls or holds no text."""
-        deadline = time.monotonic() + 2 * self.settings.llm.timeout
+        deadline = time.monotonic() + self.settings.llm.timeout
         stream = None
         got_text = False
         error = None
@@ -238,7 +273,8 @@ class LLMClient:
             stream = self._create(messages=messages, max_tokens=max_tokens, stream=True)
             for event in stream:
                 if time.monotonic() > deadline:
-                    raise LLMError(f"the LLM endpoint {self.label} is streaming too slowly; answer abandoned")
+                    raise LLMError(f"the LLM endpoint {self.label} is streaming too slowly; answer abandoned after "
+                                   f"{self.settings.llm.timeout:g} s (QA_LLM_TIMEOUT)")
                 if not event.choices:
                     continue
                 delta = event.choices[0].delta.content
@@ -268,6 +304,24 @@ class LLMClient:
         ]
         rewritten = self.complete(messages, max_tokens=120).strip().strip('"')
         return rewritten if 0 < len(rewritten) < 2 * len(question) + 300 else question
+
+
+class ContextOverflow(LLMError):
+    """The server refused the prompt as longer than its context; a shorter prompt may pass."""
+
+
+def _context_overflow(exc: Exception) -> bool:
+    """llama.cpp, vLLM and OpenAI say so in their 400 reply ("exceed context window", "maximum context length")."""
+    text = str(getattr(exc, "message", "") or exc).lower()
+    return "context" in text and any(w in text for w in ("exceed", "maximum", "too long", "length"))
+
+
+def estimate_tokens(text: str) -> int:
+    """A cautious count of a small model's BPE tokens: about 1.5 per word of Latin text, 1 per CJK character or
+    2-3 Arabic letters (SmolLM2's tokenizer measured on the seeds: 1.3-1.6 per word)."""
+    from qa.text import count_tokens
+
+    return int(max(1.6 * count_tokens(text), len(text) / 2.6))
 
 
 def _retry_after(exc: Exception) -> float | None:

@@ -38,6 +38,19 @@ class Citation:
 
 
 @dataclass
+class Progress:
+    """What an answer is waiting for, streamed by `QAEngine.stream(..., progress=True)` (the UI shows it).
+
+    stage: "reading" (the LLM server reads the prompt: `tokens` is the prompt's estimated size) or
+    "writing" (`tokens` generated so far, not yet all checked against the sources).
+    """
+
+    stage: str
+    tokens: int = 0
+    seconds: float = 0.0  # since the question arrived
+
+
+@dataclass
 class Answer:
     text: str
     citations: list[Citation] = field(default_factory=list)
@@ -48,6 +61,7 @@ class Answer:
     sources: list[Source] = field(default_factory=list)  # everything retrieved, cited or not
     notice: str = ""  # e.g. "the LLM endpoint failed; this is the offline answer"
     unverified: bool = False  # an LLM answer that kept no valid citation
+    dropped: list[str] = field(default_factory=list)  # generated sentences left out, each with why (LLM mode)
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
 
     def to_dict(self) -> dict:

@@ -138,8 +138,35 @@ class LLMSettings(_Group):
     model: str = Field("gpt-4o-mini", description="Chat model name sent to the endpoint.")
     api_key: SecretStr | None = Field(None, description="API key for the endpoint; falls back to OPENAI_API_KEY.")
     timeout: float = Field(
-        10.0, gt=0, le=300,
-        description="Seconds one request may take before it is abandoned (a dead endpoint answers in about 2-3x this).",
+        90.0, gt=0, le=600,
+        description="Seconds one reply may take in all. Measured on SmolLM2-135M served by llama.cpp on two CPU cores: "
+        "a 600-900-token prompt is read in 4-7 s and 150 tokens are written in 3-5 s.",
+    )
+    first_token_timeout: float = Field(
+        45.0, gt=0, le=600,
+        description="Seconds to wait for the first token (the server reads the whole prompt first; a CPU server reads "
+        "about 150 prompt tokens/s). A stalled or dead server fails after this, or after `timeout` if shorter.",
+    )
+    context_tokens: int = Field(
+        2048, ge=512, le=1_000_000,
+        description="The server's context size (llama.cpp's default is 2048): the prompt and the answer are kept within "
+        "it, with fewer or shorter sources when needed.",
+    )
+    max_answer_tokens: int = Field(256, ge=16, le=4096, description="Longest reply asked for, in tokens.")
+    max_sources: int = Field(
+        4, ge=1, le=20,
+        description="Passages put in the prompt at most (of the retrieved top_k): a lean prompt is read faster by a CPU "
+        "server.",
+    )
+    guard_similarity: float = Field(
+        0.65, ge=0.0, le=1.0,
+        description="A generated sentence is shown only if its similarity to a sentence of a passage it cites reaches "
+        "this (benchmarks/fit_guard.py: every translation of a parallel sentence passes up to 0.68; at 0.65, 98.8 % of "
+        "same-topic other sentences are rejected).",
+    )
+    show_unverified: bool = Field(
+        False, description="Show a generated answer even when its sentences are not supported by its citations "
+        "(marked as unverified). Off: unsupported sentences are dropped and the offline answer replaces an empty one.",
     )
     max_retries: int = Field(1, ge=0, le=5, description="Retries of a failed request (bounded so errors come fast).")
     temperature: float = Field(0.1, ge=0.0, le=2.0, description="Sampling temperature.")
@@ -171,6 +198,9 @@ LEGACY: dict[str, tuple[str, str]] = {
     "llm_model": ("llm", "model"),
     "llm_api_key": ("llm", "api_key"),
     "llm_timeout": ("llm", "timeout"),
+    "llm_first_token_timeout": ("llm", "first_token_timeout"),
+    "llm_context_tokens": ("llm", "context_tokens"),
+    "llm_show_unverified": ("llm", "show_unverified"),
     "llm_max_retries": ("llm", "max_retries"),
     "llm_temperature": ("llm", "temperature"),
     "host": ("ui", "host"),

@@ -62,3 +62,11 @@ def serve(settings: qa.Settings, embed_model):
         yield url, settings, app_engine, demo
     finally:
         demo.close()
+
+
+@pytest.fixture(scope="session")
+def embedding():
+    """The default local embedding model (real weights from site-packages), loaded once."""
+    from qa.embeddings import make_embedding
+
+    return make_embedding(qa.Settings())

@@ -107,20 +107,23 @@ def test_fixed_testset_meets_its_own_contract():
     assert covered == seeds
 
 
-def test_qa_eval_meets_the_quality_bar_and_beats_every_baseline(seeded, monkeypatch, tmp_path, capsys):
-    """The question-answering issue's offline quality bar on the fixed set, through --min/--max."""
+def _use_store(monkeypatch, settings) -> None:
+    for key, value in {"QA_CORPUS_DIR": settings.corpus_dir, "QA_PERSIST_DIR": settings.persist_dir,
+                       "QA_COLLECTION": settings.collection}.items():
+        monkeypatch.setenv(key, str(value))
+
+
+@pytest.mark.slow
+def test_dev_set_keeps_its_figures_and_beats_every_baseline(seeded, monkeypatch, tmp_path, capsys):
+    """The Sora dev set (settings were chosen on it): a regression check, not evidence of quality."""
     from qa.cli import main
 
-    for key, value in {"QA_CORPUS_DIR": seeded.corpus_dir, "QA_PERSIST_DIR": seeded.persist_dir,
-                       "QA_COLLECTION": seeded.collection}.items():
-        monkeypatch.setenv(key, str(value))
+    _use_store(monkeypatch, seeded)
     out = tmp_path / "eval.json"
-    per_language = [f"--min={metric}:{lang}={value}" for lang in ("en", "fr", "ar", "zh")
-                    for metric, value in (("hit@5", 0.95), ("mrr", 0.85))]
     code = main(["eval", "--testset", str(TESTSET), "--json", str(out), "--markdown", str(tmp_path / "eval.md"),
-                 "--min", "hit@5=0.95", "--min", "mrr=0.85", "--min", "fact_recall=0.80",
-                 "--min", "citation_validity=1.0", "--min", "citation_precision=0.90",
-                 "--min", "refusal_accuracy=0.90", "--max", "false_refusal_rate=0.05", *per_language])
+                 "--min", "hit@5=0.95", "--min", "mrr=0.95", "--min", "fact_recall=0.85",
+                 "--min", "citation_validity=1.0", "--min", "citation_precision=0.93",
+                 "--min", "refused_off_topic=1.0", "--min", "refused_absent=0.6", "--max", "false_refusal_rate=0.03"])
     printed = capsys.readouterr()
     assert code == 0, printed.err
     assert "ours" in printed.out and "llamaindex_default" in printed.out
@@ -133,12 +136,36 @@ def test_qa_eval_meets_the_quality_bar_and_beats_every_baseline(seeded, monkeypa
     assert (tmp_path / "eval.png").stat().st_size > 1000
 
 
+# Held-out figures measured once the settings were frozen (README, "Evaluation"), with a small margin. They sit
+# below the generalisation issue's bar where the README says so; these tests keep them from getting worse.
+@pytest.mark.slow
+def test_held_out_sora_questions(seeded, monkeypatch, capsys):
+    from qa.cli import main
+
+    _use_store(monkeypatch, seeded)
+    code = main(["eval", "--testset", str(ROOT / "tests" / "eval" / "heldout.jsonl"), "--no-baselines",
+                 "--min", "hit@5=0.94", "--min", "mrr=0.85", "--min", "fact_recall=0.67",
+                 "--min", "citation_validity=1.0", "--min", "citation_precision=0.76",
+                 "--min", "refused_off_topic=1.0", "--min", "refused_absent=0.15", "--max", "false_refusal_rate=0.03"])
+    assert code == 0, capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_held_out_xquad_english_questions_over_arabic_and_chinese_articles(tmp_path, capsys):
+    from qa.cli import main
+
+    scenario = ROOT / "tests" / "eval" / "xquad" / "heldout" / "en-over-ar-zh"
+    code = main(["eval", "--corpus", str(scenario / "corpus"), "--store", str(tmp_path / "store"),
+                 "--testset", str(scenario / "testset.jsonl"), "--no-baselines",
+                 "--min", "hit@5=0.98", "--min", "passage_hit@1=0.70", "--min", "fact_recall=0.74",
+                 "--min", "citation_validity=1.0", "--min", "refused_absent=0.65", "--max", "false_refusal_rate=0.08"])
+    assert code == 0, capsys.readouterr().err
+
+
 def test_a_failed_threshold_exits_non_zero(seeded, monkeypatch, capsys):
     from qa.cli import main
 
-    for key, value in {"QA_CORPUS_DIR": seeded.corpus_dir, "QA_PERSIST_DIR": seeded.persist_dir,
-                       "QA_COLLECTION": seeded.collection}.items():
-        monkeypatch.setenv(key, str(value))
+    _use_store(monkeypatch, seeded)
     assert main(["eval", "--testset", str(TESTSET), "--no-baselines", "--min", "hit@1=1.01"]) == 1
     assert "threshold failed: hit@1" in capsys.readouterr().err
     assert main(["eval", "--min", "nonsense=1"]) == 1

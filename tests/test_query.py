@@ -33,10 +33,11 @@ def test_history_is_bounded_and_malformed_turns_dropped():
     assert hist == [("q" * 10, "a" * 40), ("ok", "")]
 
 
-def test_a_short_same_language_question_borrows_the_previous_one():
+def test_a_short_question_borrows_the_previous_one_in_any_language():
     history = [("Qui a divulgué Sora ?", "Un groupe.")]
     assert follow_up_text("Et pourquoi ?", "fr", history) == "Qui a divulgué Sora ? Et pourquoi ?"
-    assert follow_up_text("Why did they do it?", "en", history) == "Why did they do it?"  # another language
+    # the models are multilingual: an English follow-up to a French question keeps the French topic words
+    assert follow_up_text("Why did they do it?", "en", history) == "Qui a divulgué Sora ? Why did they do it?"
     long = "Et " + "pourquoi " * 30 + "?"
     assert follow_up_text(long, "fr", history) == long
     assert follow_up_text("Et pourquoi ?", "fr", []) == "Et pourquoi ?"

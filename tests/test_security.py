@@ -520,7 +520,9 @@ def test_odd_but_valid_questions_get_a_normal_answer(client, served, case, caplo
     question, cleaned = VALID[case]
     if case == "exactly at the limit":
         base = "Why was Sora's release delayed?"
-        question = base + " " + "a" * (served[1].max_question_chars - len(base) - 1)
+        # a long question made of words (the question pasted again and again), cut at the limit
+        limit = served[1].max_question_chars
+        question = ((base + " ") * (limit // len(base) + 1))[: limit - 1] + "?"
         assert len(question) == served[1].max_question_chars
     result = client.predict(question, None, api_name="/ask")
     assert isinstance(result, dict) and isinstance(result["text"], str) and result["text"].strip(), result
