@@ -12,7 +12,7 @@ import re
 from typing import Any
 from urllib.parse import unquote
 
-from qa.schema import Answer, Citation
+from qa.schema import Answer, Citation, Progress
 
 log = logging.getLogger(__name__)
 
@@ -206,3 +206,11 @@ CSS = """
 #qa-upload-result { white-space: pre-wrap; }
 #qa-question textarea, #qa-examples button, #qa-examples button * { unicode-bidi: plaintext; text-align: start; }
 """
+
+
+def progress_text(event: Progress) -> str:
+    """What an LLM answer is waiting for, in one line (the sources panel shows it while the answer comes)."""
+    if event.stage == "reading":
+        return f"The language model is reading {event.tokens} tokens of sources… ({event.seconds:.0f} s)"
+    return (f"The language model is writing ({event.tokens} tokens, {event.seconds:.0f} s); each sentence appears "
+            "once its source is checked…")

@@ -33,13 +33,14 @@ from qa.render import (
     SOURCES_EMPTY,
     esc,
     highlight,
+    progress_text,
     render_answer_html,
     render_notice_html,
     render_question_html,
     render_sources_html,
     render_status_html,
 )
-from qa.schema import Answer
+from qa.schema import Answer, Progress
 from qa.settings import Settings
 
 __all__ = ["UI", "build_app", "launch", "launch_kwargs", "warm_up", "esc", "highlight", "render_answer_html",
@@ -140,11 +141,13 @@ class UI:
         yield "", list(messages), render_sources_html(None, status="Searching the articles…"), turns, ""
         text = ""
         try:
-            for event in self.engine.stream(q, history):
+            for event in self.engine.stream(q, history, progress=True):
                 if isinstance(event, Answer):
                     turn.answer, turn.text = event, event.text
                     messages[-1] = {"role": "assistant", "content": self._final_html(event)}
                     yield gr.update(), list(messages), render_sources_html(event), turns, ""
+                elif isinstance(event, Progress):  # a CPU LLM server takes seconds: say what it is doing
+                    yield gr.update(), gr.update(), render_sources_html(None, status=progress_text(event)), turns, ""
                 else:
                     text += event
                     turn.text = text
@@ -197,16 +200,19 @@ class UI:
         question: the question (any language; empty or over-long questions are refused with an error).
         history: earlier turns, oldest first, as [[question, answer], ...] (Chatbot-style
             [{"role", "content"}, ...] messages are accepted too); follow-ups use it.
-        Yields {"text": answer so far, "done": False} while the answer is produced, then the full
+        Yields {"text": answer so far, "done": False} while the answer is produced (with "status" while an LLM
+        reads or writes: each generated sentence appears once checked against its source), then the full
         answer (qa.Answer.to_dict(): text, citations with number/source/title/snippet/language/passage,
         refused, mode, notice, ...) with "done": True.
         """
         try:
             pairs = history_pairs(history)
             text = ""
-            for event in self.engine.stream(question, pairs):
+            for event in self.engine.stream(question, pairs, progress=True):
                 if isinstance(event, Answer):
                     yield {**event.to_dict(), "done": True}
+                elif isinstance(event, Progress):
+                    yield {"text": text, "done": False, "status": progress_text(event)}
                 else:
                     text += event
                     yield {"text": text, "done": False}
