@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from qa.schema import Source
-from qa.text import split_sentences
+from qa.text import detect_language, lexical_terms, split_sentences
 
 _MARKER = re.compile(r"\[(\d+(?:\s*[,;]\s*\d+)*)\]")
 _TAG = re.compile(r"</?[A-Za-z!][^>]{0,200}>|<\|[^|>]{0,40}\|>")
@@ -45,6 +45,19 @@ DECLINES = re.compile(
     r"|لا أعرف|لا اعرف|لا تحتوي|لا يحتوي|لا توجد معلومات|لا تذكر|غير مذكور|ليس في المصادر"
     r"|不知道|没有提到|未提及|没有相关信息|没有提供|无法回答|无法找到|不包含|没有说明|未说明",
     re.IGNORECASE)
+
+# A restatement in the passage's own language reuses most of its words; a sentence in that language made mostly
+# of words the passage never uses is not one (small models write fluent-looking word salad in Arabic or Chinese,
+# which an embedding still finds close). Fixed by that rule, not fitted: half of the sentence's terms.
+MIN_SAME_LANGUAGE_COVERAGE = 0.5
+
+
+def _coverage(body: str, cited: str) -> float:
+    terms = set(lexical_terms(body))
+    if len(terms) < 3:
+        return 1.0
+    return len(terms & set(lexical_terms(cited))) / len(terms)
+
 
 # Numbers so common in prose that quoting them proves nothing either way (list items, "one of").
 _TRIVIAL_NUMBERS = {"1", "2", "3"}
@@ -83,6 +96,8 @@ def _numbers(text: str) -> set[str]:
 _SENTENCE_STARTS = set("""
 the a an it its this that these those they there then he she his her we our you in on at of for from with by as
 according after before during since while when where what which who why how however also but and so yes no
+is are was were be been do does did has have had can could will would should may might must not some many most
+all each every both one two only even just still yet now today here such other another my your their first last
 le la les l un une des il elle ils elles ce cet cette ces selon dans en au aux du de d pour par avec sur mais et
 oui non c qui que quand où pourquoi comment depuis après avant lors
 el los las una unos según con sin pero der die das ein eine es er sie nach mit im
@@ -97,7 +112,7 @@ def _names(sentence: str) -> set[str]:
         first = re.match(r"\W*([\w'’-]+)", sentence)
         if first and words and words[0] == first.group(1) and _fold(re.split(r"['’]", words[0])[0]) in _SENTENCE_STARTS:
             words = words[1:]
-    return {_fold(w).strip("'’-") for w in words if len(w) > 1}
+    return {re.sub(r"['’]s$", "", _fold(w)).strip("'’-") for w in words if len(w) > 1}
 
 
 def _valid_marker(m: re.Match, count: int) -> str:
@@ -197,6 +212,9 @@ class AnswerGuard:
         if len(_fold(body)) < 2:
             check.reason = "empty"
             return check
+        if re.search(r"[?？؟]\s*$", body):
+            check.reason = "a question, not an answer"
+            return check
         cited = " ".join(sources[n - 1].text for n in valid)
         known_numbers = _numbers(cited) | _numbers(question)
         missing = sorted(n for n in _numbers(body) - known_numbers if n not in _TRIVIAL_NUMBERS)
@@ -208,6 +226,12 @@ class AnswerGuard:
         if names:
             check.reason = f"'{names[0]}' is not in {''.join(f'[{n}]' for n in valid)}"
             return check
+        languages = {sources[n - 1].language for n in valid}
+        if len(languages) == 1 and detect_language(body) in languages:
+            covered = _coverage(body, cited)
+            if covered < MIN_SAME_LANGUAGE_COVERAGE:
+                check.reason = f"in the language of {''.join(f'[{n}]' for n in valid)} but {covered:.0%} of its words"
+                return check
         check.supported = True
         return check
 

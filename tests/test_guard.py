@@ -33,7 +33,9 @@ def test_a_faithful_sentence_in_another_language_is_shown(guard):
     ("Sora costs 200 dollars a month [1].", "number 200"),
     ("Sora was built by Google engineers [1].", "'google'"),
     ("Ashton Kutcher says Sora makes videos of 60 seconds [2].", "number 60"),
-    ("Sora can compose symphonies and write novels in seconds [1].", "not what [1] says"),
+    ("Sora peut composer des symphonies et écrire des romans en quelques secondes [1].", "not what [1] says"),
+    ("OpenAI's generator produces tremendous cinematic artistry for everyone [1].", "of its words"),
+    ("Was Sora delayed for safety reasons [1]?", "a question"),
     ("The weather in Paris was sunny yesterday.", "no valid citation"),
     ("Sora was trained on a billion cat videos [9].", "no valid citation"),
 ])
