@@ -388,7 +388,9 @@ def launch(demo: gr.Blocks, settings: Settings, **overrides):
     With settings.ui.serve_api the OpenAI-compatible routes of qa.openai_api are served on the same port.
     """
     kwargs = {**launch_kwargs(settings), **overrides}
-    if settings.ui.serve_api:
+    # Decided on the address actually bound, should an override change it.
+    api = settings.ui.model_copy(update={"host": kwargs["server_name"] or settings.ui.host})
+    if api.serve_api:
         from qa.openai_api import build_router
 
         # Gradio builds its FastAPI app inside launch(); app_kwargs are that app's constructor arguments, so
@@ -396,10 +398,9 @@ def launch(demo: gr.Blocks, settings: Settings, **overrides):
         app_kwargs = dict(kwargs.get("app_kwargs") or {})
         app_kwargs["routes"] = [*app_kwargs.get("routes", []), *build_router(demo.qa_ui.engine, settings).routes]
         kwargs["app_kwargs"] = app_kwargs
-        if settings.ui.api_key is None and not settings.ui.loopback:
-            log.warning("the OpenAI-compatible endpoint answers anyone on %s: set QA_API_KEY", settings.ui.host)
+        if api.api_key is None and not api.loopback:
+            log.warning("the OpenAI-compatible endpoint answers anyone on %s: set QA_API_KEY", api.host)
         log.info("OpenAI-compatible endpoint on /v1 (%s)", "API key required" if settings.ui.api_key else "no key")
-    elif not settings.ui.loopback and settings.ui.api_enabled is None:
-        log.info("OpenAI-compatible endpoint off: %s is not a loopback address and QA_API_KEY is unset",
-                 settings.ui.host)
+    elif not api.loopback and api.api_enabled is None:
+        log.info("OpenAI-compatible endpoint off: %s is not a loopback address and QA_API_KEY is unset", api.host)
     return demo.launch(**kwargs)

@@ -4,8 +4,12 @@ with the real `openai` client, and with httpx where a client would never send th
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -16,7 +20,7 @@ from openai import OpenAI
 import qa
 from qa import openai_api, ui
 
-from conftest import free_port, serve
+from conftest import ROOT, free_port, serve
 
 DELAY = {"000_5eaa805196ca9fd9.txt", "001_63c18d8f06ac5383.txt"}  # the two articles that name Ashton Kutcher
 ACTOR = "Which Hollywood actor is testing Sora?"
@@ -278,6 +282,8 @@ def test_off_by_default_for_non_loopback_binds_unless_a_key_is_set(monkeypatch):
     settings = qa.Settings(host="0.0.0.0")
     assert settings.ui.api_key.get_secret_value() == KEY and settings.ui.serve_api
     assert KEY not in repr(settings) and KEY not in str(settings.model_dump())
+    monkeypatch.setenv("QA_API_ENABLED", "false")
+    assert not qa.Settings().ui.serve_api
 
 
 def test_launch_mounts_the_routes_only_when_served(monkeypatch, engine):
@@ -295,6 +301,8 @@ def test_launch_mounts_the_routes_only_when_served(monkeypatch, engine):
     paths = {r.path for r in seen[-1]["app_kwargs"]["routes"]}
     assert {"/v1/models", "/v1/chat/completions"} <= paths
     ui.launch(Demo(), qa.Settings(host="0.0.0.0"))
+    assert "routes" not in (seen[-1].get("app_kwargs") or {})
+    ui.launch(Demo(), qa.Settings(), server_name="0.0.0.0")  # decided on the address actually bound
     assert "routes" not in (seen[-1].get("app_kwargs") or {})
 
 
@@ -342,3 +350,52 @@ def test_engine_failures_get_short_errors_never_tracebacks(client, served, monke
             received.append(c.choices[0].delta.content or "")
     assert "".join(received) == "The first sentence [1]" and info.value.message == message
     assert ("secret internals" in caplog.text) == isinstance(error, RuntimeError)  # the traceback: in the log only
+
+
+@pytest.mark.slow
+def test_app_py_serves_the_endpoint_with_the_key_from_the_environment(tmp_path):
+    """`python app.py` itself, QA_API_KEY from the environment: the openai client needs the key and gets answers."""
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "note.md").write_text(
+        "# Harbour lanterns\n\nThe harbour of Quentaria lit 900 paper lanterns for the winter solstice.\n",
+        encoding="utf-8",
+    )
+    port = free_port()
+    env = {**os.environ, "QA_CORPUS_DIR": str(corpus), "QA_PERSIST_DIR": str(tmp_path / "store"),
+           "QA_COLLECTION": "apitest", "QA_MODE": "offline", "QA_HOST": "127.0.0.1", "QA_API_KEY": KEY}
+    env.pop("OPENAI_API_KEY", None)
+    log_path = tmp_path / "app.log"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--port", str(port)], cwd=tmp_path, env=env,
+                                stdout=log, stderr=subprocess.STDOUT)
+    try:
+        url = f"http://127.0.0.1:{port}/v1"
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, log_path.read_text()
+            try:
+                if httpx.get(url + "/models", timeout=2).status_code == 401:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        else:
+            pytest.fail("app.py did not serve in time:\n" + log_path.read_text())
+        with pytest.raises(openai.AuthenticationError):
+            ask(OpenAI(base_url=url, api_key="not-the-key", max_retries=0), user("How many lanterns?"))
+        good = OpenAI(base_url=url, api_key=KEY, max_retries=0, timeout=120)
+        reply = ask(good, user("How many lanterns did the harbour light?"))
+        assert "900" in reply.choices[0].message.content
+        assert reply.model_extra["citations"][0]["source"] == "note.md"
+        streamed = ask(good, user("How many lanterns did the harbour light?"), stream=True)
+        assert "".join(c.choices[0].delta.content or "" for c in streamed) == reply.choices[0].message.content
+        output = log_path.read_text()
+        assert f"OpenAI-compatible API: http://127.0.0.1:{port}/v1" in output
+        assert KEY not in output and "Traceback" not in output
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
