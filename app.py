@@ -1,8 +1,9 @@
 """Serve the chat UI in the browser: ``python app.py`` then open http://127.0.0.1:7860.
 
 Settings come from QA_* environment variables and .env (see qa/settings.py); --host and --port override
-QA_HOST and QA_PORT. The corpus is ingested first when the store is empty or missing. Analytics, share
-links and every other outside call stay off.
+QA_HOST and QA_PORT. The OpenAI-compatible /v1 endpoint (qa/openai_api.py) is served on the same port when
+settings.ui.serve_api (a loopback host, or QA_API_KEY set). The corpus is ingested first when the store is empty
+or missing. Analytics, share links and every other outside call stay off.
 """
 
 from __future__ import annotations
@@ -53,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     ui.warm_up(engine)
     demo = ui.build_app(engine, settings)
     print(f"answer mode: {engine.mode_label}; open http://{settings.ui.host}:{settings.ui.port}", file=sys.stderr)
+    if settings.ui.serve_api:
+        print(f"OpenAI-compatible API: http://{settings.ui.host}:{settings.ui.port}/v1", file=sys.stderr)
     try:
         ui.launch(demo, settings)
     except OSError as exc:  # port taken or address not available

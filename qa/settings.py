@@ -11,6 +11,7 @@ Every tuned constant says what it was chosen on; the README lists them with thei
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from pathlib import Path
@@ -186,6 +187,32 @@ class UISettings(_Group):
     port: int = Field(7860, ge=1, le=65535, description="Port of the web UI.")
     max_upload_bytes: int = Field(2_000_000, ge=1, description="Largest file accepted by the upload box (bytes).")
     concurrency_limit: int = Field(4, ge=1, description="Questions answered at the same time by the web UI.")
+    api_key: SecretStr | None = Field(
+        None, description="Key of the OpenAI-compatible endpoint (/v1/chat/completions, /v1/models): when set, every "
+        "request must send it as `Authorization: Bearer <key>`. Never logged or echoed.",
+    )
+    api_enabled: bool | None = Field(
+        None, description="Serve the OpenAI-compatible endpoint beside the UI. Unset: on for a loopback host, and for "
+        "any other host only when api_key is set (an open endpoint on the network would answer anyone).",
+    )
+
+    @field_validator("api_key")
+    @classmethod
+    def _no_empty_key(cls, v: SecretStr | None) -> SecretStr | None:
+        return v if v is not None and v.get_secret_value() else None  # QA_API_KEY= means no key, not ""
+
+    @property
+    def loopback(self) -> bool:
+        if self.host.lower() == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:  # a host name: it may resolve to anything
+            return False
+
+    @property
+    def serve_api(self) -> bool:
+        return self.api_enabled if self.api_enabled is not None else (self.loopback or self.api_key is not None)
 
 
 # Names from before the grouping: QA_<NAME> and Settings(<name>=...) keep working.
@@ -207,6 +234,8 @@ LEGACY: dict[str, tuple[str, str]] = {
     "port": ("ui", "port"),
     "max_upload_bytes": ("ui", "max_upload_bytes"),
     "concurrency_limit": ("ui", "concurrency_limit"),
+    "api_key": ("ui", "api_key"),
+    "api_enabled": ("ui", "api_enabled"),
 }
 GROUPS = ("retrieval", "answering", "llm", "ui")
 

@@ -10,6 +10,9 @@ API endpoints (for ``gradio_client``):
   full answer (see :meth:`UI.api_chat`);
 * ``/ask``   (question: str, history) returns the answer as a dict (``qa.Answer.to_dict()``);
 * ``/upload`` (files) adds .txt/.md/.html documents to the corpus and returns a short report.
+
+:func:`launch` also serves the OpenAI-compatible ``/v1/chat/completions`` and ``/v1/models`` of
+qa.openai_api on the same port (settings.ui.serve_api).
 """
 
 from __future__ import annotations
@@ -380,5 +383,24 @@ def launch_kwargs(settings: Settings) -> dict:
 
 
 def launch(demo: gr.Blocks, settings: Settings, **overrides):
-    """Launch the app with :func:`launch_kwargs`; overrides win (tests pass server_port, prevent_thread_lock)."""
-    return demo.launch(**{**launch_kwargs(settings), **overrides})
+    """Launch the app with :func:`launch_kwargs`; overrides win (tests pass server_port, prevent_thread_lock).
+
+    With settings.ui.serve_api the OpenAI-compatible routes of qa.openai_api are served on the same port.
+    """
+    kwargs = {**launch_kwargs(settings), **overrides}
+    # Decided on the address actually bound, should an override change it.
+    api = settings.ui.model_copy(update={"host": kwargs["server_name"] or settings.ui.host})
+    if api.serve_api:
+        from qa.openai_api import build_router
+
+        # Gradio builds its FastAPI app inside launch(); app_kwargs are that app's constructor arguments, so
+        # the routes exist before the server starts and before Gradio's own routes (no catch-all shadows them).
+        app_kwargs = dict(kwargs.get("app_kwargs") or {})
+        app_kwargs["routes"] = [*app_kwargs.get("routes", []), *build_router(demo.qa_ui.engine, settings).routes]
+        kwargs["app_kwargs"] = app_kwargs
+        if api.api_key is None and not api.loopback:
+            log.warning("the OpenAI-compatible endpoint answers anyone on %s: set QA_API_KEY", api.host)
+        log.info("OpenAI-compatible endpoint on /v1 (%s)", "API key required" if settings.ui.api_key else "no key")
+    elif not api.loopback and api.api_enabled is None:
+        log.info("OpenAI-compatible endpoint off: %s is not a loopback address and QA_API_KEY is unset", api.host)
+    return demo.launch(**kwargs)
