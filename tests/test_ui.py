@@ -20,7 +20,7 @@ from gradio_client.exceptions import AppError
 
 import qa
 from qa import ui
-from qa.schema import Answer, Citation
+from qa.schema import Answer, Citation, Progress
 
 from conftest import ROOT, free_port, serve
 
@@ -54,8 +54,10 @@ class StubEngine:
         self.error = error
         self.calls = []
 
-    def stream(self, question, history=None):
+    def stream(self, question, history=None, progress=False):
         self.calls.append((question, list(history or [])))
+        if progress:  # what an LLM answer reports while the server reads the prompt
+            yield Progress("reading", 812, 1.5)
         yield "First part [1]"
         if self.error:
             raise self.error
@@ -74,7 +76,8 @@ def test_respond_streams_then_shows_sources_and_keeps_history():
     textbox, messages, sources, turns, notice = steps[-1]
     assert steps[0][0] == ""  # the textbox is cleared as soon as the question is taken
     assert [m["role"] for m in messages] == ["user", "assistant"]
-    assert "qa-typing" in steps[1][1][-1]["content"] and "qa-typing" not in messages[-1]["content"]
+    assert "reading 812 tokens of sources" in steps[1][2]  # the sources panel says what the answer waits for
+    assert "qa-typing" in steps[2][1][-1]["content"] and "qa-typing" not in messages[-1]["content"]
     assert sources.count('class="qa-source"') == 2 and notice == ""
     assert turns[0].question == "What happened?" and turns[0].answer.citations
     # The next question carries the finished turn as history.
@@ -113,7 +116,7 @@ def test_respond_turns_errors_into_short_messages(error, shown, caplog):
 def test_stop_marks_the_unfinished_answer_and_select_shows_a_turns_sources():
     handler = ui.UI(StubEngine(), qa.Settings())
     steps = run(handler, "Why?", [], [])
-    partial_messages = steps[1][1]  # as if stopped during streaming
+    partial_messages = steps[2][1]  # as if stopped during streaming (steps[1] is the progress line)
     unfinished = [ui.Turn("Why?", None, "First part [1]")]
     messages, turns, sources = ui.UI.stopped(partial_messages, unfinished)
     assert "Stopped." in messages[-1]["content"] and "First part" in messages[-1]["content"]
@@ -304,13 +307,14 @@ def test_one_slow_llm_answer_does_not_block_the_others(served, engine):
     """LLM mode: while one question waits on a slow LLM reply, other people's questions are answered."""
     from fake_llm import FakeLLM
 
+    from test_llm import quoted
+
     gate = threading.Event()
 
     def reply(messages):
         if messages[-1]["content"].rstrip().endswith("Why was Sora's release delayed?"):
             gate.wait(60)  # the slow one
-            return "Sora's release was delayed over safety and cost concerns [1]."
-        return "A protest group leaked access to it [1]."
+        return quoted(messages, "[1]")  # a faithful reply: the guard shows it
 
     settings = served[1]
     with FakeLLM(reply=reply) as fake:
@@ -326,12 +330,12 @@ def test_one_slow_llm_answer_does_not_block_the_others(served, engine):
             while not fake.chat_requests and time.monotonic() < deadline:
                 time.sleep(0.05)
             assert fake.chat_requests, "the slow question never reached the LLM"
-            fast = Client(url, verbose=False).predict("Who leaked access to Sora?", None, api_name="/ask")
+            fast = Client(url, verbose=False).predict("Which Hollywood actor is testing Sora?", None, api_name="/ask")
             assert fast["mode"] == "llm" and fast["citations"] and not slow.done()
             # A follow-up sends the earlier turn to the LLM.
-            Client(url, verbose=False).predict("And who tested it?", [["Who leaked access to Sora?", fast["text"]]],
+            Client(url, verbose=False).predict("And what does he think of it?", [["Which Hollywood actor is testing Sora?", fast["text"]]],
                                                api_name="/ask")
-            assert any("Who leaked access to Sora?" in m["content"] for r in fake.chat_requests[2:] for m in r.messages)
+            assert any("Which Hollywood actor is testing Sora?" in m["content"] for r in fake.chat_requests[2:] for m in r.messages)
             gate.set()
             final = slow.result(timeout=60)
             assert final["mode"] == "llm" and final["citations"][0]["number"] == 1
