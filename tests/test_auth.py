@@ -412,3 +412,19 @@ def test_app_py_with_users_on_the_network_keeps_secrets_out_of_logs(seeded, tmp_
         assert READER_PW not in text and EDITOR_PW not in text, path
         assert SECRET_QUESTION not in text and "Zanzibar" not in text, path
     assert "failed sign-in" in log_path.read_text()
+
+
+def test_loopback_without_users_is_the_local_operator_without_limits(tmp_path):
+    handler = ui.UI(StubEngine(), qa.Settings(questions_per_minute=1, persist_dir=tmp_path / "store"))
+    assert handler.access.identify(request()).role == "editor" and not handler.access.limited
+    for _ in range(3):
+        assert handler.api_ask("Why?", None, request())["text"]
+    anonymous = ui.UI(StubEngine(), qa.Settings(host="0.0.0.0", allow_anonymous=True, questions_per_minute=1,
+                                                persist_dir=tmp_path / "store"))
+    assert anonymous.access.identify(request(host="10.0.0.7")).role == "reader"
+    assert anonymous.api_ask("Why?", None, request(host="10.0.0.7"))["text"]
+    with pytest.raises(ui.gr.Error, match="too many questions"):
+        anonymous.api_ask("Why?", None, request(host="10.0.0.7"))
+    assert anonymous.api_ask("Why?", None, request(host="10.0.0.8"))["text"]  # per address
+    with pytest.raises(ui.gr.Error, match="may not add documents"):
+        anonymous.add_documents([], request(host="10.0.0.7"))

@@ -54,7 +54,7 @@ class StubEngine:
         self.error = error
         self.calls = []
 
-    def stream(self, question, history=None):
+    def stream(self, question, history=None, progress=False):
         self.calls.append((question, list(history or [])))
         yield "First part [1]"
         if self.error:
