@@ -329,6 +329,9 @@ def test_editor_upload_is_answerable_and_audited(secured, tmp_path):
     assert "Removed uploads/Glimmerfen_regatta.txt" in editor.predict(["uploads/Glimmerfen_regatta.txt"],
                                                                       api_name="/remove")
     assert AuditTrail(settings.audit_path).read()[-1].outcome == "removed"
+    assert "unchanged" in editor.predict(api_name="/reingest")
+    last = AuditTrail(settings.audit_path).read()[-1]
+    assert (last.who, last.action, last.outcome) == ("ed", "reingest", "0 added, 0 updated, 0 removed")
     assert "Glimmerfen" not in json.dumps([e.outcome for e in AuditTrail(settings.audit_path).read()]).replace(
         "Glimmerfen_regatta", "")  # file names yes, text of the document no
 
@@ -428,3 +431,12 @@ def test_loopback_without_users_is_the_local_operator_without_limits(tmp_path):
     assert anonymous.api_ask("Why?", None, request(host="10.0.0.8"))["text"]  # per address
     with pytest.raises(ui.gr.Error, match="may not add documents"):
         anonymous.add_documents([], request(host="10.0.0.7"))
+
+
+def test_uploads_per_hour_per_user(tmp_path):
+    make_users(tmp_path / "users.json")
+    handler = ui.UI(StubEngine(), qa.Settings(users_file=tmp_path / "users.json", uploads_per_hour=1,
+                                              persist_dir=tmp_path / "store"))
+    handler.add_documents([], request("ed"))
+    with pytest.raises(ui.gr.Error, match="too many uploads: the limit is 1 an hour; try again in 60 min"):
+        handler.add_documents([], request("ed"))
