@@ -1,8 +1,9 @@
 """Serve the chat UI in the browser: ``python app.py`` then open http://127.0.0.1:7860.
 
 Settings come from QA_* environment variables and .env (see qa/settings.py); --host and --port override
-QA_HOST and QA_PORT. The OpenAI-compatible /v1 endpoint (qa/openai_api.py) is served on the same port when
-settings.ui.serve_api (a loopback host, or QA_API_KEY set). The corpus is ingested first when the store is empty
+QA_HOST and QA_PORT. Off loopback it starts only with users to sign in (QA_USERS_FILE, see `qa users`)
+or QA_ALLOW_ANONYMOUS=true. The OpenAI-compatible /v1 endpoint (qa/openai_api.py) is served on the same port
+(settings.ui.serve_api: a loopback host, or QA_API_KEY set). The corpus is ingested first when the store is empty
 or missing. Analytics, share links and every other outside call stay off.
 """
 
@@ -42,6 +43,11 @@ def main(argv: list[str] | None = None) -> int:
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     try:
         settings = qa.load_settings(**overrides)
+        from qa.access import exposure_check
+
+        warning = exposure_check(settings)  # before the slow engine start: no sign-in off loopback is refused
+        if warning:
+            print(warning, file=sys.stderr)
         engine = open_engine(settings)
     except qa.QAError as exc:
         print(f"error: {exc}", file=sys.stderr)

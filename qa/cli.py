@@ -1,4 +1,4 @@
-"""The `qa` command: ingest, status, ask, eval, bench. Domain errors become one line and exit code 1."""
+"""The `qa` command: ingest, status, ask, eval, bench, users, audit. Domain errors become one line and exit code 1."""
 
 from __future__ import annotations
 
@@ -26,9 +26,87 @@ def _settings(args: argparse.Namespace):
 def cmd_ingest(args: argparse.Namespace) -> int:
     from qa.ingest import ingest
 
-    report = ingest(_settings(args), rebuild=args.rebuild)
+    settings = _settings(args)
+    try:
+        report = ingest(settings, rebuild=args.rebuild)
+    except QAError as exc:
+        _audit(settings, "reingest", f"failed: {exc}")
+        raise
+    _audit(settings, "reingest", f"{report.added} added, {report.updated} updated, {report.removed} removed")
     print(f"store: {report.location}")
     print(report.summary())
+    return 0
+
+
+def _audit(settings, action: str, outcome: str) -> None:
+    import getpass
+
+    from qa.audit import AuditEntry, AuditTrail
+
+    try:
+        who = f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):  # no name for this uid (containers)
+        who = "cli"
+    try:
+        AuditTrail(settings.audit_path).append(AuditEntry(who=who, action=action, file=str(settings.corpus_dir),
+                                                          outcome=outcome))
+    except OSError as exc:
+        print(f"warning: the audit trail {settings.audit_path} was not written ({exc.strerror or exc})",
+              file=sys.stderr)
+
+
+def _users(settings):
+    from qa.users import Users
+
+    if settings.auth.users_file is None:
+        raise ConfigError("no users file: set QA_USERS_FILE to its path (e.g. QA_USERS_FILE=/etc/qa/users.json)")
+    return Users(settings.auth.users_file)
+
+
+def _read_password(args: argparse.Namespace) -> str:
+    import getpass
+
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = getpass.getpass(f"password for {args.name}: ")
+        if getpass.getpass("again: ") != password:
+            raise ConfigError("the two passwords differ; nothing was changed")
+    if not password:
+        raise ConfigError("the password is empty; nothing was changed")
+    return password
+
+
+def cmd_users(args: argparse.Namespace) -> int:
+    users = _users(_settings(args))
+    if args.users_command == "add":
+        user = users.add(args.name, _read_password(args), args.role)
+        print(f"{user.name} ({user.role}) saved in {users.path}")
+    elif args.users_command == "remove":
+        users.remove(args.name)
+        print(f"{args.name} removed from {users.path}")
+    else:
+        listed = users.list()
+        for user in listed:
+            print(f"{user.name}\t{user.role}")
+        if not listed:
+            print(f"no users in {users.path}; add one with `qa users add NAME --role editor`", file=sys.stderr)
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from qa.audit import AuditTrail
+
+    settings = _settings(args)
+    entries = AuditTrail(settings.audit_path).read()
+    for e in entries[-args.last:] if args.last else entries:
+        if args.json:
+            print(json.dumps(asdict(e), ensure_ascii=False, sort_keys=True))
+        else:
+            digest = f" sha256:{e.sha256[:12]}" if e.sha256 else ""
+            print(f"{e.when}  {e.who}  {e.action}  {e.file}{digest}  {e.outcome}")
+    if not entries:
+        print(f"the audit trail {settings.audit_path} is empty", file=sys.stderr)
     return 0
 
 
@@ -95,6 +173,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=int, dest="top_k")
     p.add_argument("--mode", choices=["auto", "offline", "llm"])
     p.set_defaults(func=cmd_ask)
+
+    p = sub.add_parser("users", help="manage who may sign in to the web UI (QA_USERS_FILE)")
+    users = p.add_subparsers(dest="users_command", required=True)
+    u = users.add_parser("add", help="add a user, or change their password and role")
+    u.add_argument("name")
+    u.add_argument("--role", choices=["reader", "editor"], required=True,
+                   help="reader: ask, chat, export; editor: also upload, remove, re-ingest")
+    u.add_argument("--password-stdin", action="store_true", help="read the password from the first line of stdin")
+    u = users.add_parser("remove", help="remove a user (their open sessions lose every right at once)")
+    u.add_argument("name")
+    users.add_parser("list", help="list names and roles")
+    p.set_defaults(func=cmd_users)
+
+    p = sub.add_parser("audit", help="print the audit trail of corpus changes (QA_AUDIT_FILE)")
+    p.add_argument("--json", action="store_true", help="one JSON object a line")
+    p.add_argument("--last", type=int, default=0, help="only the last N entries")
+    p.set_defaults(func=cmd_audit)
 
     p = sub.add_parser("eval", help="evaluate against the fixed test set, with baselines")
     from qa.evaluation import add_arguments, cmd_eval

@@ -15,3 +15,11 @@ class StoreError(QAError):
 
 class LLMError(QAError):
     """The LLM endpoint failed (unreachable, slow, refused the key, broke the stream)."""
+
+
+class PermissionDenied(QAError):
+    """The signed-in user's role does not allow the action (a reader uploading); nothing was changed."""
+
+
+class RateLimited(QAError):
+    """A per-user limit (questions per minute, uploads per hour, answers at once) was reached; retry later."""

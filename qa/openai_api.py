@@ -42,6 +42,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
+from qa.access import Access
 from qa.engine import QAEngine
 from qa.errors import ConfigError, LLMError, QAError, StoreError
 from qa.query import clean_question
@@ -73,8 +74,8 @@ def error_body(message: str, type_: str = "invalid_request_error", param: str | 
 
 
 def error_response(status: int, message: str, type_: str = "invalid_request_error", param: str | None = None,
-                   code: str | None = None) -> JSONResponse:
-    return JSONResponse(error_body(message, type_, param, code), status_code=status)
+                   code: str | None = None, headers: dict | None = None) -> JSONResponse:
+    return JSONResponse(error_body(message, type_, param, code), status_code=status, headers=headers)
 
 
 def engine_error(exc: BaseException) -> tuple[int, dict]:
@@ -141,6 +142,11 @@ def parse_messages(messages: Any, max_chars: int) -> tuple[str, list[tuple[str, 
 
 
 async def read_json(request: Request) -> dict:
+    # A JSON body only: a plain HTML form posted by another page (no CORS preflight) is not a request.
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind and kind != "application/json":
+        raise RequestError(f"the request body must be JSON (Content-Type: application/json, not {kind[:60]})",
+                           code="invalid_content_type")
     size = 0
     chunks = []
     async for chunk in request.stream():
@@ -238,11 +244,21 @@ def sse_events(first: Any, events: Iterator, cid: str, created: int) -> Iterator
 
 # --- the routes -----------------------------------------------------------------------------------
 
-def build_router(engine: QAEngine, settings: Settings) -> APIRouter:
-    """The /v1 routes on the engine; mounted by :func:`qa.ui.launch` when settings.ui.serve_api."""
+def build_router(engine: QAEngine, settings: Settings, access: Access | None = None) -> APIRouter:
+    """The /v1 routes on the engine; mounted by :func:`qa.ui.launch` when settings.ui.serve_api.
+
+    settings.ui.host is the address actually bound: off loopback, a request needs the key, and without a key
+    configured every request gets 401. access, when given, applies its questions-per-minute limit per client
+    address (HTTP 429).
+    """
     key = settings.ui.api_key.get_secret_value().encode() if settings.ui.api_key else None
+    exposed = not settings.ui.loopback
 
     def check_key(request: Request) -> None:
+        if key is None and exposed:
+            raise RequestError(f"this endpoint is served on {settings.ui.host} and needs an API key: set QA_API_KEY "
+                               "on the server and send it as 'Authorization: Bearer <key>'", code="invalid_api_key",
+                               status=401)
         if key is None:
             return
         scheme, _, given = request.headers.get("authorization", "").partition(" ")
@@ -278,6 +294,13 @@ def build_router(engine: QAEngine, settings: Settings) -> APIRouter:
     async def chat_completions(request: Request) -> Response:
         try:
             check_key(request)
+            if access is not None and access.limited:
+                verdict = access.questions.hit("api:" + (request.client.host if request.client else "?"))
+                if not verdict.allowed:
+                    wait = max(1, round(verdict.retry_after))
+                    return error_response(429, f"too many questions: the limit is {access.questions.limit} a minute; "
+                                          f"try again in {wait} s", type_="requests", code="rate_limit_exceeded",
+                                          headers={"Retry-After": str(wait)})
             body = await read_json(request)
             if not isinstance(body.get("model", MODEL), str):
                 raise RequestError("model must be a string", "model")

@@ -1,7 +1,7 @@
 """The one typed settings object, built at the entry points and passed down.
 
-Settings are grouped: storage and ingestion at the top level, then `retrieval`, `answering`, `llm` and
-`ui`. Environment variables use the prefix ``QA_``; a nested field is ``QA_<GROUP>__<FIELD>`` (two
+Settings are grouped: storage and ingestion at the top level, then `retrieval`, `answering`, `llm`,
+`ui` and `auth`. Environment variables use the prefix ``QA_``; a nested field is ``QA_<GROUP>__<FIELD>`` (two
 underscores, e.g. ``QA_RETRIEVAL__CENTERING=1.5``). The variables that existed before the grouping
 keep their names (``QA_TOP_K``, ``QA_LLM_BASE_URL``, ``QA_HOST`` ...: see LEGACY), and so do the
 matching keyword arguments (``Settings(top_k=3)``). A ``.env`` file is read too.
@@ -192,8 +192,8 @@ class UISettings(_Group):
         "request must send it as `Authorization: Bearer <key>`. Never logged or echoed.",
     )
     api_enabled: bool | None = Field(
-        None, description="Serve the OpenAI-compatible endpoint beside the UI. Unset: on for a loopback host, and for "
-        "any other host only when api_key is set (an open endpoint on the network would answer anyone).",
+        None, description="Serve the OpenAI-compatible endpoint beside the UI (default on). On a non-loopback host it "
+        "answers 401 to everyone until api_key is set (an open endpoint on the network would answer anyone).",
     )
 
     @field_validator("api_key")
@@ -212,7 +212,46 @@ class UISettings(_Group):
 
     @property
     def serve_api(self) -> bool:
-        return self.api_enabled if self.api_enabled is not None else (self.loopback or self.api_key is not None)
+        return self.api_enabled if self.api_enabled is not None else True
+
+
+class AuthSettings(_Group):
+    """Who may use the web UI, what they may do and how much: sign-in, roles, limits, audit trail."""
+
+    users_file: Path | None = Field(
+        None,
+        description="Users file (names, roles, argon2 hashes) written by `qa users add`. With users in it the web UI "
+        "asks everyone to sign in; it is required whenever the UI listens on a non-loopback address.",
+    )
+    allow_anonymous: bool = Field(
+        False,
+        description="Serve a non-loopback address without sign-in anyway (anyone who reaches the port gets "
+        "anonymous_role); a warning is printed at start.",
+    )
+    anonymous_role: Literal["reader", "editor"] = Field(
+        "reader",
+        description="Role of everyone when allow_anonymous serves the network without users. On loopback without "
+        "users the local operator is an editor, as before.",
+    )
+    questions_per_minute: int = Field(
+        30, ge=1, description="Questions one user (or one address, when anonymous) may ask per minute."
+    )
+    uploads_per_hour: int = Field(20, ge=1, description="Uploads one user (or one address) may make per hour.")
+    max_concurrent_per_user: int = Field(
+        2, ge=1, description="Answers one user (or one address) may have in progress at the same time."
+    )
+    login_delay: float = Field(
+        1.0, ge=0.0, le=60.0,
+        description="Seconds a sign-in waits after one failure for the same name from the same address; doubled "
+        "for each further failure (at most 60 s), reset by a success.",
+    )
+    audit_file: Path | None = Field(
+        None, description="JSON-lines trail of corpus changes (uploads, removals, re-ingests); default "
+        "persist_dir/audit.jsonl.",
+    )
+    log_questions: bool = Field(
+        False, description="Write question text to the server log (off: logs and the audit trail never hold it)."
+    )
 
 
 # Names from before the grouping: QA_<NAME> and Settings(<name>=...) keep working.
@@ -236,8 +275,17 @@ LEGACY: dict[str, tuple[str, str]] = {
     "concurrency_limit": ("ui", "concurrency_limit"),
     "api_key": ("ui", "api_key"),
     "api_enabled": ("ui", "api_enabled"),
+    "users_file": ("auth", "users_file"),
+    "allow_anonymous": ("auth", "allow_anonymous"),
+    "anonymous_role": ("auth", "anonymous_role"),
+    "questions_per_minute": ("auth", "questions_per_minute"),
+    "uploads_per_hour": ("auth", "uploads_per_hour"),
+    "max_concurrent_per_user": ("auth", "max_concurrent_per_user"),
+    "login_delay": ("auth", "login_delay"),
+    "audit_file": ("auth", "audit_file"),
+    "log_questions": ("auth", "log_questions"),
 }
-GROUPS = ("retrieval", "answering", "llm", "ui")
+GROUPS = ("retrieval", "answering", "llm", "ui", "auth")
 
 
 def _nest(flat: dict[str, Any]) -> dict[str, Any]:
@@ -343,6 +391,7 @@ class Settings(BaseSettings):
     answering: AnsweringSettings = Field(default_factory=AnsweringSettings, description="Quoting and refusing.")
     llm: LLMSettings = Field(default_factory=LLMSettings, description="The optional LLM endpoint.")
     ui: UISettings = Field(default_factory=UISettings, description="The web UI.")
+    auth: AuthSettings = Field(default_factory=AuthSettings, description="Sign-in, roles, limits and audit trail.")
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
@@ -396,6 +445,11 @@ class Settings(BaseSettings):
     @property
     def llm_enabled_by_config(self) -> bool:
         return bool(self.llm.base_url or (self.llm.api_key and self.llm.api_key.get_secret_value()))
+
+    @property
+    def audit_path(self) -> Path:
+        """Where the audit trail goes: auth.audit_file, or next to the store."""
+        return Path(self.auth.audit_file or Path(self.persist_dir) / "audit.jsonl")
 
     @property
     def use_llm(self) -> bool:

@@ -9,8 +9,11 @@ API endpoints (for ``gradio_client``):
 * ``/chat``  (question: str, history: [[question, answer], ...]) streams dicts, the last one is the
   full answer (see :meth:`UI.api_chat`);
 * ``/ask``   (question: str, history) returns the answer as a dict (``qa.Answer.to_dict()``);
-* ``/upload`` (files) adds .txt/.md/.html documents to the corpus and returns a short report.
+* ``/upload`` (files) adds .txt/.md/.html/.pdf/.docx documents to the corpus and returns a short report;
+* ``/remove`` (sources: [str]) removes documents; ``/reingest`` () re-indexes corpus_dir.
 
+With a users file (QA_USERS_FILE) every page and route needs a sign-in; the handlers check the caller's
+role and limits themselves (qa.access), so a direct API call gets the same refusals as the page.
 :func:`launch` also serves the OpenAI-compatible ``/v1/chat/completions`` and ``/v1/models`` of
 qa.openai_api on the same port (settings.ui.serve_api).
 """
@@ -27,9 +30,11 @@ from typing import Any
 
 import gradio as gr
 
+from qa.access import Access, ClientAddressMiddleware, Identity
+from qa.audit import sha256_of
 from qa.engine import QAEngine
-from qa.errors import ConfigError, LLMError, QAError, StoreError
-from qa.ingest import UploadReport, add_documents
+from qa.errors import ConfigError, LLMError, PermissionDenied, QAError, RateLimited, StoreError
+from qa.ingest import UploadReport, add_documents, ingest, remove_documents
 from qa.query import clean_question
 from qa.render import (
     CSS,
@@ -45,6 +50,7 @@ from qa.render import (
 )
 from qa.schema import Answer, Progress
 from qa.settings import Settings
+from qa.users import allowed
 
 __all__ = ["UI", "build_app", "launch", "launch_kwargs", "warm_up", "esc", "highlight", "render_answer_html",
            "render_sources_html", "render_status_html", "history_pairs", "short_error", "Turn"]
@@ -119,16 +125,30 @@ class Turn:
 class UI:
     """The handlers of the page and of the API, bound to one engine and its settings."""
 
-    def __init__(self, engine: QAEngine, settings: Settings):
+    def __init__(self, engine: QAEngine, settings: Settings, access: Access | None = None):
         self.engine = engine
         self.settings = settings
-        
+        self.access = access or Access(settings)
+
+    def _shown(self, question: str) -> str:
+        """The question as the server log may show it: only with log_questions on."""
+        return repr(question) if self.settings.auth.log_questions else f"<{len(question)} characters>"
+
     # --- chat ------------------------------------------------------------------------------------
-    def respond(self, question: str, messages: list | None, turns: list[Turn] | None):
+    def respond(self, question: str, messages: list | None, turns: list[Turn] | None,
+                request: gr.Request = None):
         """Browser chat handler: streams the answer into the chatbot and fills the sources panel.
 
-        Yields (textbox, chatbot messages, sources html, turns state, notice html).
+        Yields (textbox, chatbot messages, sources html, turns state, notice html). Over a limit or
+        without the role: a gr.Error, and the chat stays as it was.
         """
+        try:
+            with self.access.question(request):
+                yield from self._respond(question, messages, turns)
+        except (PermissionDenied, RateLimited) as exc:
+            raise gr.Error(str(exc), print_exception=False) from None
+
+    def _respond(self, question: str, messages: list | None, turns: list[Turn] | None):
         messages = list(messages or [])
         turns = list(turns or [])
         try:
@@ -158,7 +178,7 @@ class UI:
                     yield gr.update(), list(messages), gr.update(), turns, ""
         except Exception as exc:
             if not isinstance(exc, QAError):
-                log.exception("answering %r failed", q)
+                log.exception("answering %s failed", self._shown(q))
             message = short_error(exc)
             messages[-1] = {"role": "assistant", "content": render_answer_html(text, notice=message)}
             yield gr.update(), list(messages), render_sources_html(None, status=message), turns, render_notice_html(
@@ -197,7 +217,8 @@ class UI:
         return [], [], SOURCES_EMPTY, "", ""
 
     # --- API -------------------------------------------------------------------------------------
-    def api_chat(self, question: str, history: list[list[str]] | None = None) -> Iterator[dict]:
+    def api_chat(self, question: str, history: list[list[str]] | None = None,
+                 request: gr.Request = None) -> Iterator[dict]:
         """Answer a question about the news corpus, streaming.
 
         question: the question (any language; empty or over-long questions are refused with an error).
@@ -209,44 +230,120 @@ class UI:
         refused, mode, notice, ...) with "done": True.
         """
         try:
-            pairs = history_pairs(history)
-            text = ""
-            for event in self.engine.stream(question, pairs, progress=True):
-                if isinstance(event, Answer):
-                    yield {**event.to_dict(), "done": True}
-                elif isinstance(event, Progress):
-                    yield {"text": text, "done": False, "status": progress_text(event)}
-                else:
-                    text += event
-                    yield {"text": text, "done": False}
+            with self.access.question(request):
+                pairs = history_pairs(history)
+                text = ""
+                for event in self.engine.stream(question, pairs, progress=True):
+                    if isinstance(event, Answer):
+                        yield {**event.to_dict(), "done": True}
+                    elif isinstance(event, Progress):
+                        yield {"text": text, "done": False, "status": progress_text(event)}
+                    else:
+                        text += event
+                        yield {"text": text, "done": False}
         except Exception as exc:
             if not isinstance(exc, QAError):
                 log.exception("API chat failed")
             raise gr.Error(short_error(exc), print_exception=False) from None
 
-    def api_ask(self, question: str, history: list[list[str]] | None = None) -> dict:
+    def api_ask(self, question: str, history: list[list[str]] | None = None, request: gr.Request = None) -> dict:
         """Answer a question about the news corpus (not streamed); returns qa.Answer.to_dict().
 
         history: earlier turns as [[question, answer], ...], oldest first.
         """
         answer = None
-        for event in self.api_chat(question, history):
+        for event in self.api_chat(question, history, request):
             answer = event
         return answer or {}
 
     # --- uploads ---------------------------------------------------------------------------------
-    def add_documents(self, files: list | str | None, progress: gr.Progress = gr.Progress()):
-        """Check, store and ingest uploaded .txt/.md/.html files; returns (report, status html)."""
+    def add_documents(self, files: list | str | None, request: gr.Request = None,
+                      progress: gr.Progress = gr.Progress()):
+        """Check, store and ingest uploaded .txt/.md/.html files (editors only); returns (report, status html)."""
+        paths = _paths(files)
+        try:
+            who = self.access.upload(request)
+        except (PermissionDenied, RateLimited) as exc:
+            for path in paths:  # a refused attempt is part of the trail too; nothing was changed
+                self.access.record(self.access.identify(request).who, "upload", _given_name(path), sha256_of(path),
+                                   f"refused: {exc}")
+            raise gr.Error(str(exc), print_exception=False) from None
         report = self.upload(files, progress=progress)
+        self._audit_upload(who, paths, report)
         kind = "error" if (report.rejected or report.error) and not report.added else (
             "warning" if report.rejected or report.error else "ok")
         return render_notice_html(report.message(), kind), render_status_html(self.engine), None
 
+    def _audit_upload(self, who: Identity, paths: list[Path], report: UploadReport) -> None:
+        added = {sha256_of(Path(self.settings.corpus_dir) / source): source for source in report.added}
+        rejected = dict(report.rejected)
+        for path in paths:
+            digest, name = sha256_of(path), _given_name(path)
+            if digest in added:
+                outcome = f"added as {added[digest]}"
+            else:
+                from qa.uploads import safe_display_name
+
+                outcome = f"rejected: {rejected.get(safe_display_name(name), report.error or 'not added')}"
+            self.access.record(who.who, "upload", name, digest, outcome)
+
+    def remove(self, sources: list[str] | str, request: gr.Request = None) -> str:
+        """Remove documents (their source keys, as cited) from the index and the corpus folder; editors only."""
+        try:
+            who = self.access.require(request, "remove")
+        except PermissionDenied as exc:
+            self.access.record(self.access.identify(request).who, "remove", ",".join(_as_list(sources)), "",
+                               f"refused: {exc}")
+            raise gr.Error(str(exc), print_exception=False) from None
+        names = _as_list(sources)
+        if not names:
+            raise gr.Error("name at least one document to remove (its source, as cited)", print_exception=False)
+        digests = {name: sha256_of(Path(self.settings.corpus_dir) / name) for name in names}
+        try:
+            report = remove_documents(self.settings, names)
+        except QAError as exc:
+            for name in names:
+                self.access.record(who.who, "remove", name, digests[name], f"failed: {exc}")
+            raise gr.Error(short_error(exc), print_exception=False) from None
+        for name in report.removed:
+            self.access.record(who.who, "remove", name, digests.get(name, ""), "removed")
+        for name in report.missing:
+            self.access.record(who.who, "remove", name, "", "not in the index")
+        if report.removed:
+            self.engine.refresh()
+        lines = [f"Removed {name}." for name in report.removed]
+        lines += [f"Not in the index: {name}." for name in report.missing]
+        return "\n".join(lines)
+
+    def reingest(self, request: gr.Request = None) -> str:
+        """Re-index corpus_dir (new, changed and deleted files); editors only. Returns the report's summary."""
+        try:
+            who = self.access.require(request, "reingest")
+        except PermissionDenied as exc:
+            self.access.record(self.access.identify(request).who, "reingest", "", "", f"refused: {exc}")
+            raise gr.Error(str(exc), print_exception=False) from None
+        try:
+            report = ingest(self.settings, embed_model=self.engine.embed_model)
+        except QAError as exc:
+            self.access.record(who.who, "reingest", str(self.settings.corpus_dir), "", f"failed: {exc}")
+            raise gr.Error(short_error(exc), print_exception=False) from None
+        self.access.record(who.who, "reingest", str(self.settings.corpus_dir), "",
+                           f"{report.added} added, {report.updated} updated, {report.removed} removed")
+        self.engine.refresh()
+        return report.summary()
+
+    def page_for(self, request: gr.Request = None):
+        """On page load: who is signed in, and the editing controls only for a role that may use them."""
+        who = self.access.identify(request)
+        can_edit = allowed(who.role, "upload")
+        signed = (f"<p class='qa-sub'>Signed in as <b>{esc(who.username)}</b> ({esc(who.role or 'no role')}) · "
+                  "<a href='logout'>Sign out</a></p>") if who.username else ""
+        return render_status_html(self.engine), gr.update(visible=can_edit), signed
+
     def upload(self, files: list | str | None, progress=None) -> UploadReport:
         if not files:
             return UploadReport()
-        paths = [files] if isinstance(files, (str, os.PathLike)) else list(files)
-        paths = [Path(getattr(p, "name", None) or str(p)) for p in paths]
+        paths = _paths(files)
 
         def tick(done: int, total: int, source: str) -> None:
             if progress is not None:
@@ -259,6 +356,24 @@ class UI:
         if report.added:
             self.engine.refresh()
         return report
+
+
+def _paths(files: list | str | None) -> list[Path]:
+    if not files:
+        return []
+    items = [files] if isinstance(files, (str, os.PathLike)) else list(files)
+    return [Path(getattr(p, "name", None) or str(p)) for p in items]
+
+
+def _given_name(path: Path) -> str:
+    return path.name  # Gradio keeps the uploader's file name in a temporary folder of its own
+
+
+def _as_list(sources: list[str] | str | None) -> list[str]:
+    if not sources:
+        return []
+    items = [sources] if isinstance(sources, str) else list(sources)
+    return [str(s).strip() for s in items if str(s).strip()]
 
 
 def build_app(engine: QAEngine, settings: Settings) -> gr.Blocks:
@@ -274,6 +389,7 @@ def build_app(engine: QAEngine, settings: Settings) -> gr.Blocks:
                 elem_id="qa-title",
             )
         status = gr.HTML(render_status_html(engine), elem_id="qa-status")
+        signed_in = gr.HTML("", elem_id="qa-signed-in")
         turns = gr.State([])
         with gr.Row(equal_height=False):
             with gr.Column(scale=3, min_width=360):
@@ -308,7 +424,8 @@ def build_app(engine: QAEngine, settings: Settings) -> gr.Blocks:
             with gr.Column(scale=2, min_width=320):
                 gr.HTML("<h3 style='margin:.2em 0'>Sources</h3>")
                 sources = gr.HTML(SOURCES_EMPTY, elem_id="qa-sources-box")
-                with gr.Accordion("Add documents", open=False, elem_id="qa-upload-box"):
+                # Shown on page load to roles that may edit (page_for); the handlers check the role again.
+                with gr.Accordion("Add documents", open=False, elem_id="qa-upload-box", visible=False) as editing:
                     gr.HTML(
                         f"<p style='margin:0'>Upload .txt, .md or .html articles (UTF-8, up to "
                         f"{min(settings.ui.max_upload_bytes, settings.max_file_bytes):,} bytes each). They are "
@@ -337,10 +454,12 @@ def build_app(engine: QAEngine, settings: Settings) -> gr.Blocks:
         chatbot.select(ui.select, [turns], [sources], queue=False, api_visibility="private")
         files.upload(ui.add_documents, [files], [upload_result, status, files], concurrency_limit=1,
                      concurrency_id="ingest", api_name="upload", show_progress="full")
-        demo.load(lambda: render_status_html(engine), None, [status], queue=False, api_visibility="private")
+        demo.load(ui.page_for, None, [status, editing, signed_in], queue=False, api_visibility="private")
 
         gr.api(ui.api_chat, api_name="chat", concurrency_id="answer")
         gr.api(ui.api_ask, api_name="ask", concurrency_id="answer")
+        gr.api(ui.remove, api_name="remove", concurrency_id="ingest", concurrency_limit=1)
+        gr.api(ui.reingest, api_name="reingest", concurrency_id="ingest", concurrency_limit=1)
     # Offline answers take well under a second, an LLM answer several: a few run at once so that one
     # slow LLM call does not hold everyone else's question (QA_CONCURRENCY_LIMIT).
     demo.queue(default_concurrency_limit=settings.ui.concurrency_limit)
@@ -382,12 +501,25 @@ def launch_kwargs(settings: Settings) -> dict:
     )
 
 
+def auth_kwargs(demo: gr.Blocks) -> dict:
+    """Gradio's own sign-in (the page and every route) when the app has users; the client address middleware
+    feeds the sign-in back-off."""
+    from starlette.middleware import Middleware
+
+    access: Access = demo.qa_ui.access
+    kwargs: dict[str, Any] = {"app_kwargs": {"middleware": [Middleware(ClientAddressMiddleware)]}}
+    if access.sign_in:
+        kwargs["auth"] = access.login
+        kwargs["auth_message"] = "Sign in with the name and password your administrator gave you."
+    return kwargs
+
+
 def launch(demo: gr.Blocks, settings: Settings, **overrides):
     """Launch the app with :func:`launch_kwargs`; overrides win (tests pass server_port, prevent_thread_lock).
 
     With settings.ui.serve_api the OpenAI-compatible routes of qa.openai_api are served on the same port.
     """
-    kwargs = {**launch_kwargs(settings), **overrides}
+    kwargs = {**launch_kwargs(settings), **auth_kwargs(demo), **overrides}
     # Decided on the address actually bound, should an override change it.
     api = settings.ui.model_copy(update={"host": kwargs["server_name"] or settings.ui.host})
     if api.serve_api:
@@ -396,11 +528,10 @@ def launch(demo: gr.Blocks, settings: Settings, **overrides):
         # Gradio builds its FastAPI app inside launch(); app_kwargs are that app's constructor arguments, so
         # the routes exist before the server starts and before Gradio's own routes (no catch-all shadows them).
         app_kwargs = dict(kwargs.get("app_kwargs") or {})
-        app_kwargs["routes"] = [*app_kwargs.get("routes", []), *build_router(demo.qa_ui.engine, settings).routes]
+        router = build_router(demo.qa_ui.engine, settings.replace(host=api.host), demo.qa_ui.access)
+        app_kwargs["routes"] = [*app_kwargs.get("routes", []), *router.routes]
         kwargs["app_kwargs"] = app_kwargs
         if api.api_key is None and not api.loopback:
-            log.warning("the OpenAI-compatible endpoint answers anyone on %s: set QA_API_KEY", api.host)
+            log.warning("the OpenAI-compatible endpoint on %s answers 401 to every request: set QA_API_KEY", api.host)
         log.info("OpenAI-compatible endpoint on /v1 (%s)", "API key required" if settings.ui.api_key else "no key")
-    elif not api.loopback and api.api_enabled is None:
-        log.info("OpenAI-compatible endpoint off: %s is not a loopback address and QA_API_KEY is unset", api.host)
     return demo.launch(**kwargs)

@@ -268,14 +268,13 @@ def test_switched_off_the_routes_are_not_served(seeded, engine, tmp_path):
         assert httpx.get(url, timeout=30).status_code == 200
 
 
-def test_off_by_default_for_non_loopback_binds_unless_a_key_is_set(monkeypatch):
+def test_served_by_default_and_switched_off_explicitly(monkeypatch):
     monkeypatch.delenv("QA_API_KEY", raising=False)
     for host in ("127.0.0.1", "::1", "localhost", "127.0.0.2"):
         assert qa.Settings(host=host).ui.serve_api, host
     for host in ("0.0.0.0", "::", "192.168.1.20", "example.org"):
-        assert not qa.Settings(host=host).ui.serve_api, host
+        assert qa.Settings(host=host).ui.serve_api and not qa.Settings(host=host).ui.loopback, host  # 401s, below
         assert qa.Settings(host=host, api_key="k").ui.serve_api, host
-        assert qa.Settings(host=host, api_enabled=True).ui.serve_api, host  # an explicit choice
     assert not qa.Settings(api_enabled=False, api_key="k").ui.serve_api
     assert qa.Settings(host="0.0.0.0", api_key="").ui.api_key is None  # an empty key is no key
     monkeypatch.setenv("QA_API_KEY", KEY)
@@ -300,9 +299,7 @@ def test_launch_mounts_the_routes_only_when_served(monkeypatch, engine):
     ui.launch(Demo(), qa.Settings())
     paths = {r.path for r in seen[-1]["app_kwargs"]["routes"]}
     assert {"/v1/models", "/v1/chat/completions"} <= paths
-    ui.launch(Demo(), qa.Settings(host="0.0.0.0"))
-    assert "routes" not in (seen[-1].get("app_kwargs") or {})
-    ui.launch(Demo(), qa.Settings(), server_name="0.0.0.0")  # decided on the address actually bound
+    ui.launch(Demo(), qa.Settings(api_enabled=False))
     assert "routes" not in (seen[-1].get("app_kwargs") or {})
 
 
@@ -399,3 +396,46 @@ def test_app_py_serves_the_endpoint_with_the_key_from_the_environment(tmp_path):
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+def _asgi_client(engine, settings, access=None):
+    """The routes on their own FastAPI app, called in-process (no socket): for rules that depend on the host."""
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from qa.openai_api import build_router
+
+    app = FastAPI()
+    app.include_router(build_router(engine, settings, access))
+    return TestClient(app)
+
+
+def test_an_exposed_endpoint_without_a_key_answers_401_to_everyone(engine):
+    client = _asgi_client(engine, qa.Settings(host="0.0.0.0"))
+    for response in (client.get("/v1/models"), client.post("/v1/chat/completions", json={"messages": [user(ACTOR)]}),
+                     client.get("/v1/models", headers={"Authorization": "Bearer anything"})):
+        assert response.status_code == 401 and "QA_API_KEY" in response.json()["error"]["message"]
+
+
+def test_a_burst_over_the_question_limit_gets_429_then_recovers(engine):
+    from qa.access import Access
+
+    settings = qa.Settings(host="0.0.0.0", api_key=KEY, allow_anonymous=True, questions_per_minute=2)
+    access = Access(settings)
+    now = [1000.0]
+    access.questions.clock = lambda: now[0]
+    client = _asgi_client(engine, settings, access)
+    auth = {"Authorization": f"Bearer {KEY}"}
+    codes = [client.post("/v1/chat/completions", json={"messages": [user(ACTOR)]}, headers=auth).status_code
+             for _ in range(3)]
+    assert codes == [200, 200, 429]
+    refused = client.post("/v1/chat/completions", json={"messages": [user(ACTOR)]}, headers=auth)
+    assert "too many questions" in refused.json()["error"]["message"] and int(refused.headers["retry-after"]) >= 1
+    now[0] += 61
+    assert client.post("/v1/chat/completions", json={"messages": [user(ACTOR)]}, headers=auth).status_code == 200
+
+
+def test_a_form_post_is_not_a_request(engine):
+    client = _asgi_client(engine, qa.Settings())
+    response = client.post("/v1/chat/completions", data={"messages": "x"})
+    assert response.status_code == 400 and "application/json" in response.json()["error"]["message"]
