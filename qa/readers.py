@@ -77,7 +77,7 @@ def read_pdf(raw: bytes, max_pages: int) -> PdfContent:
         pages = [unwrap_lines(page.extract_text() or "") for page in reader.pages]
     except _Rejected:
         raise
-    except Exception as exc:  # pypdf raises many kinds (PdfReadError, KeyError, zlib.error, ...)
+    except Exception as exc:  # noqa: BLE001 - pypdf raises many kinds (PdfReadError, KeyError, zlib.error, ...)
         raise ValueError(f"not a readable PDF ({_cause(exc)})") from None
     if not any(c.isalnum() for page in pages for c in page):
         raise ValueError(NO_TEXT_PDF)
@@ -113,7 +113,7 @@ def read_docx(raw: bytes) -> DocxContent:
         raise ValueError("not a DOCX file (an old .doc or a password-protected document)")
     try:
         archive = zipfile.ZipFile(io.BytesIO(raw))
-    except Exception:
+    except Exception:  # noqa: BLE001 - zipfile raises BadZipFile, ValueError, OSError, ... on junk
         if raw.startswith(b"PK\x03\x04"):
             raise ValueError("not a readable DOCX (damaged or truncated zip)") from None
         raise ValueError("not a DOCX file (not a zip archive)") from None
@@ -134,7 +134,7 @@ def read_docx(raw: bytes) -> DocxContent:
             title = ""
             if "docProps/core.xml" in names:
                 title = sensible_title(ElementTree.fromstring(archive.read("docProps/core.xml")).findtext(_DC_TITLE))
-        except Exception as exc:  # bad XML, CRC error, encrypted or unsupported member, ...
+        except Exception as exc:  # noqa: BLE001 - bad XML, CRC error, encrypted or unsupported member, ...
             raise ValueError(f"not a readable DOCX ({_cause(exc)})") from None
     return DocxContent(text, title)
 

@@ -16,10 +16,11 @@ from gradio_client import Client
 
 import qa
 from benchmarks.llama_server import LlamaServer
-from conftest import ROOT, free_port, serve
 from qa.guard import _numbers
 from qa.schema import Progress
 from qa.text import split_sentences
+
+from conftest import ROOT, free_port, serve
 
 pytestmark = pytest.mark.slow
 

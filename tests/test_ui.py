@@ -305,9 +305,9 @@ def test_several_people_can_ask_at_once(served):
 @pytest.mark.slow
 def test_one_slow_llm_answer_does_not_block_the_others(served, engine):
     """LLM mode: while one question waits on a slow LLM reply, other people's questions are answered."""
-    from fake_llm import FakeLLM
-
     from test_llm import quoted
+
+    from fake_llm import FakeLLM
 
     gate = threading.Event()
 
