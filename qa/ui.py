@@ -278,7 +278,8 @@ class UI:
         """The Remove button (and /remove): returns (report, status, document list, the three selections)."""
         try:
             report = self.remove(sources)
-            message, kind = report.summary().capitalize() + ".", "ok"
+            summary = report.summary()
+            message, kind = summary[:1].upper() + summary[1:] + ".", "ok"
         except Exception as exc:
             if not isinstance(exc, QAError):
                 log.exception("removing %r failed", sources)
@@ -291,8 +292,9 @@ class UI:
         docs = self.engine.documents()
         choices = [(f"{d.title[:60]} ({d.source})", d.source) for d in docs]
         languages = sorted({d.language for d in docs})
-        return (render_documents_html(docs), gr.update(choices=choices, value=[]), gr.update(choices=choices),
-                gr.update(choices=languages))
+        # The selections are cleared: one naming a removed document would be refused by the dropdown.
+        return (render_documents_html(docs), gr.update(choices=choices, value=[]),
+                gr.update(choices=choices, value=[]), gr.update(choices=languages, value=[]))
 
     # --- uploads ---------------------------------------------------------------------------------
     def add_documents(self, files: list | str | None, progress: gr.Progress = gr.Progress()):
