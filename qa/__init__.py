@@ -17,7 +17,11 @@ _EXPORTS = {
     "load_settings": "qa.settings",
     "ingest": "qa.ingest",
     "add_documents": "qa.ingest",
+    "remove_documents": "qa.ingest",
     "IngestReport": "qa.ingest",
+    "RemoveReport": "qa.ingest",
+    "CorpusDocument": "qa.documents",
+    "list_documents": "qa.documents",
     "QAEngine": "qa.engine",
     "CorpusStats": "qa.engine",
     "Answer": "qa.schema",
@@ -30,14 +34,16 @@ _EXPORTS = {
     "LLMError": "qa.errors",
 }
 __all__ = [
-    "Settings", "load_settings", "ingest", "add_documents", "IngestReport", "QAEngine", "CorpusStats",
+    "Settings", "load_settings", "ingest", "add_documents", "remove_documents", "IngestReport", "RemoveReport",
+    "CorpusDocument", "list_documents", "QAEngine", "CorpusStats",
     "Answer", "Citation", "Source", "Progress", "QAError", "ConfigError", "StoreError", "LLMError",
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
+    from qa.documents import CorpusDocument, list_documents
     from qa.engine import CorpusStats, QAEngine
     from qa.errors import ConfigError, LLMError, QAError, StoreError
-    from qa.ingest import IngestReport, add_documents, ingest
+    from qa.ingest import IngestReport, RemoveReport, add_documents, ingest, remove_documents
     from qa.schema import Answer, Citation, Progress, Source
     from qa.settings import Settings, load_settings
 

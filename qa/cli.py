@@ -1,4 +1,5 @@
-"""The `qa` command: ingest, status, ask, eval, bench, users, audit. Domain errors become one line and exit code 1."""
+"""The `qa` command: ingest, status, documents, remove, ask, eval, bench, users, audit. Domain errors become one
+line and exit code 1."""
 
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     return 0
 
 
-def _audit(settings, action: str, outcome: str) -> None:
+def _audit(settings, action: str, outcome: str, file: str = "") -> None:
     import getpass
 
     from qa.audit import AuditEntry, AuditTrail
@@ -48,7 +49,7 @@ def _audit(settings, action: str, outcome: str) -> None:
     except (KeyError, OSError):  # no name for this uid (containers)
         who = "cli"
     try:
-        AuditTrail(settings.audit_path).append(AuditEntry(who=who, action=action, file=str(settings.corpus_dir),
+        AuditTrail(settings.audit_path).append(AuditEntry(who=who, action=action, file=file or str(settings.corpus_dir),
                                                           outcome=outcome))
     except OSError as exc:
         print(f"warning: the audit trail {settings.audit_path} was not written ({exc.strerror or exc})",
@@ -127,6 +128,55 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_documents(args: argparse.Namespace) -> int:
+    from qa.documents import list_documents
+    from qa.store import describe_location
+
+    settings = _settings(args)
+    docs = list_documents(settings)
+    if args.json:
+        print(json.dumps([{**asdict(d), "file": d.file} for d in docs], ensure_ascii=False, indent=2))
+        return 0
+    if not docs:
+        print(f"no documents in {describe_location(settings)}; run `qa ingest`")
+        return 0
+    rows = [("TITLE", "FILE", "LANG", "CHUNKS", "INGESTED")]
+    rows += [(_cut(d.title, 48), d.source, d.language, str(d.chunks), d.ingested_at or "-") for d in docs]
+    widths = [max(_width(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        cells = [cell + " " * (w - _width(cell)) for cell, w in zip(row, widths)]
+        print("  ".join(cells).rstrip())
+    print(f"{len(docs)} documents, {sum(d.chunks for d in docs)} chunks")
+    return 0
+
+
+def _cut(text: str, n: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def _width(text: str) -> int:
+    """Columns a string takes in a terminal (CJK characters take two)."""
+    import unicodedata
+
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+
+
+def cmd_remove(args: argparse.Namespace) -> int:
+    from qa.ingest import remove_documents
+
+    settings = _settings(args)
+    try:
+        report = remove_documents(settings, args.paths, delete_files=not args.keep_files, strict=True)
+    except QAError as exc:
+        _audit(settings, "remove", f"failed: {exc}", ",".join(args.paths))
+        raise
+    for name in report.removed:
+        _audit(settings, "remove", "removed", name)
+    print(report.summary())
+    return 0
+
+
 def cmd_ask(args: argparse.Namespace) -> int:
     from qa.engine import QAEngine
     from qa.query import clean_question
@@ -134,12 +184,13 @@ def cmd_ask(args: argparse.Namespace) -> int:
     settings = _settings(args)
     question = clean_question(" ".join(args.question), settings.max_question_chars)  # before loading anything
     engine = QAEngine(settings)
+    filters = dict(sources=_split(args.source), languages=_split(args.language))
     if args.json:
-        answer = engine.ask(question)
+        answer = engine.ask(question, **filters)
         print(json.dumps(answer.to_dict(), ensure_ascii=False, indent=2))
         return 0
     answer = None
-    for event in engine.stream(question):
+    for event in engine.stream(question, **filters):
         if isinstance(event, str):
             print(event, end="", flush=True)
         else:
@@ -155,6 +206,12 @@ def cmd_ask(args: argparse.Namespace) -> int:
     return 0
 
 
+def _split(values: list[str] | None) -> list[str] | None:
+    """--source a.txt --source b.txt, or --language fr,zh."""
+    out = [v.strip() for value in values or [] for v in value.split(",") if v.strip()]
+    return out or None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="qa", description="Question answering with citations over a news corpus.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -167,8 +224,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_status)
 
+    p = sub.add_parser("documents", help="list the indexed documents (title, file, language, chunks, ingestion time)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_documents)
+
+    p = sub.add_parser("remove", help="remove documents from the index and their files from corpus_dir")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="a file in corpus_dir, its path relative to it, or its name")
+    p.add_argument("--keep-files", action="store_true", dest="keep_files",
+                   help="leave the files in corpus_dir (the next `qa ingest` indexes them again)")
+    p.set_defaults(func=cmd_remove)
+
     p = sub.add_parser("ask", help="answer a question with numbered sources")
     p.add_argument("question", nargs="+")
+    p.add_argument("--source", action="append", metavar="FILE",
+                   help="answer only from this document (repeat, or separate with commas)")
+    p.add_argument("--language", action="append", metavar="CODE",
+                   help="answer only from documents in this language, e.g. fr (repeat, or separate with commas)")
     p.add_argument("--json", action="store_true", help="print the Answer as JSON")
     p.add_argument("--top-k", type=int, dest="top_k")
     p.add_argument("--mode", choices=["auto", "offline", "llm"])

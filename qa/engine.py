@@ -20,9 +20,11 @@ from llama_index.core.response import Response
 from llama_index.core.schema import NodeWithScore
 
 from qa.answering import Answerer, ExtractiveAnswerer, node_to_source
+from qa.documents import CorpusDocument, from_records
 from qa.embeddings import LocalEmbedding, USEEmbedding, make_embedding
 from qa.errors import LLMError, StoreError
 from qa.evidence import default_model
+from qa.ingest import RemoveReport
 from qa.llm import LLMClient, endpoint_label
 from qa.overview import OverviewAnswerer, overview_nodes
 from qa.postprocessors import DiversityPostprocessor
@@ -73,7 +75,8 @@ def build_pipeline(settings: Settings, store: Store, embed_model: LocalEmbedding
     if not snapshot.texts:
         raise StoreError(f"the index at {describe_location(settings)} has no documents; run `qa ingest`")
     analyzer = QueryAnalyzer(embed_model, snapshot.centroids, e5_share=r.e5_share,
-                             max_chars=settings.max_question_chars, documents=snapshot.documents)
+                             max_chars=settings.max_question_chars, documents=snapshot.documents,
+                             corpus_dir=settings.corpus_dir)
     parts = [
         (DenseRetriever(store, snapshot, analyzer, r.candidates, centering=r.centering), r.dense_weight),
         (SentenceRetriever(store, snapshot, analyzer, r.candidates), r.sentence_weight),
@@ -152,6 +155,24 @@ class QAEngine:
             self.pipeline = build_pipeline(self.settings, fresh, self.embed_model, self.llm)
             return True
 
+    def documents(self) -> list[CorpusDocument]:
+        """The documents questions are answered from (this engine's snapshot; refresh() after an ingestion)."""
+        return from_records(self.snapshot.records.values())
+
+    def languages(self) -> list[str]:
+        """The languages of the documents, for `languages=` filters."""
+        return sorted({d.language for d in self.snapshot.documents.values()})
+
+    def remove(self, sources: list[str], *, delete_files: bool = True) -> RemoveReport:
+        """Remove documents (qa.ingest.remove_documents, strict: an unknown name removes nothing and raises
+        ConfigError), then refresh so that the next question no longer sees them."""
+        from qa.ingest import remove_documents
+
+        report = remove_documents(self.settings, list(sources), delete_files=delete_files, strict=True)
+        if report.removed:
+            self.refresh()
+        return report
+
     def stats(self) -> CorpusStats:
         manifest = self.store.manifest()
         return CorpusStats(
@@ -168,25 +189,32 @@ class QAEngine:
         return f"LLM: {endpoint_label(self.settings)}" if self.llm else "offline extractive"
 
     # --- the query API -----------------------------------------------------------------------
-    def analyse(self, question: str, history: History = None) -> Query:
+    # sources= / languages= (every method): answer only from these documents (source keys, paths in the
+    # corpus or unique file names) and/or languages; an unknown value raises ConfigError listing the valid ones.
+    def analyse(self, question: str, history: History = None, *, sources: list[str] | None = None,
+                languages: list[str] | None = None) -> Query:
         """The question as every component sees it (offline follow-up handling, no LLM call)."""
-        return self.pipeline.analyzer.analyse(question, history)
+        return self.pipeline.analyzer.analyse(question, history, sources=sources, languages=languages)
 
-    def retrieve(self, question: str, top_k: int | None = None, history: History = None) -> list[Source]:
+    def retrieve(self, question: str, top_k: int | None = None, history: History = None, *,
+                 sources: list[str] | None = None, languages: list[str] | None = None) -> list[Source]:
         p = self.pipeline
-        nodes = p.nodes(p.analyzer.analyse(question, history), top_k or self.settings.retrieval.top_k, self.settings)
+        query = p.analyzer.analyse(question, history, sources=sources, languages=languages)
+        nodes = p.nodes(query, top_k or self.settings.retrieval.top_k, self.settings)
         return [node_to_source(n) for n in nodes]
 
-    def ask(self, question: str, history: History = None, top_k: int | None = None) -> Answer:
+    def ask(self, question: str, history: History = None, top_k: int | None = None, *,
+            sources: list[str] | None = None, languages: list[str] | None = None) -> Answer:
         answer = None
-        for event in self.stream(question, history, top_k=top_k):
+        for event in self.stream(question, history, top_k=top_k, sources=sources, languages=languages):
             if isinstance(event, Answer):
                 answer = event
         assert answer is not None
         return answer
 
     def stream(self, question: str, history: History = None, top_k: int | None = None, *,
-               progress: bool = False) -> Iterator[str | Answer]:
+               progress: bool = False, sources: list[str] | None = None,
+               languages: list[str] | None = None) -> Iterator[str | Answer]:
         """Yields text deltas, then the final Answer (whose text replaces what was streamed).
 
         progress=True also yields qa.Progress events while an LLM server reads the prompt and writes.
@@ -195,13 +223,15 @@ class QAEngine:
         p = self.pipeline  # one snapshot for the whole question, whatever refresh() does meanwhile
         trace = Trace()
         notice = ""
+        filters = dict(sources=sources, languages=languages)
         with tracing(trace):
             condense = self.llm.condense if self.llm is not None else None
+            p.analyzer.allowed(sources, languages)  # a bad filter fails before any LLM call
             try:
-                query = p.analyzer.analyse(question, history, condense=condense)
+                query = p.analyzer.analyse(question, history, condense=condense, **filters)
             except LLMError as exc:  # the endpoint failed on the follow-up already: answer offline
                 notice = f"{exc}. Showing the offline answer instead."
-                query = p.analyzer.analyse(question, history)
+                query = p.analyzer.analyse(question, history, **filters)
             nodes = p.nodes(query, top_k or self.settings.retrieval.top_k, self.settings)
         if query.overview:
             answerer = p.overview.fallback if notice and hasattr(p.overview, "fallback") else p.overview

@@ -13,7 +13,8 @@ import time
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from datetime import UTC, datetime
+from pathlib import Path
 
 from qa.chunking import Chunk, chunk_text, make_splitter
 from qa.embeddings import LocalEmbedding, make_embedding
@@ -172,7 +173,7 @@ def _sync(settings: Settings, store: Store, model: LocalEmbedding, progress: Pro
             _write(store, model, f, fresh)
             old = manifest.get(f.source)
             store.commit_document(
-                DocRecord(f.source, f.file_hash, sig, f.title, f.language, f.url, f.date, new_ids)
+                DocRecord(f.source, f.file_hash, sig, f.title, f.language, f.url, f.date, new_ids, _now())
             )
             stale = set(old.chunk_ids) - set(new_ids) if old else set()
             store.delete_chunks(stale)
@@ -195,6 +196,10 @@ def _sync(settings: Settings, store: Store, model: LocalEmbedding, progress: Pro
     report.documents_total = len(final)
     report.chunks_total = sum(len(r.chunk_ids) for r in final.values())
     return report
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _forget(store: Store, record: DocRecord) -> int:
@@ -343,43 +348,53 @@ def _undo(store: Store, sources: list[str]) -> None:
 
 @dataclass
 class RemoveReport:
-    removed: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)  # source keys no longer in the index
     chunks_removed: int = 0
-    missing: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)  # names given that match no indexed document
+
+    def summary(self) -> str:
+        if not self.removed:
+            text = "removed nothing"
+        else:
+            docs = "document" if len(self.removed) == 1 else "documents"
+            text = f"removed {len(self.removed)} {docs} ({self.chunks_removed} chunks): {', '.join(self.removed)}"
+        return text + (f"; not in the index: {', '.join(self.missing)}" if self.missing else "")
 
 
-def remove_documents(settings: Settings, sources: list[str], *, delete_files: bool = True) -> RemoveReport:
+def remove_documents(settings: Settings, sources: list[str], *, delete_files: bool = True,
+                     strict: bool = False) -> RemoveReport:
     """Remove documents from the index (and their files from corpus_dir): crash-safe like ingestion.
 
-    The manifest record goes first, so readers see the document fully or not at all; chunks, sentence
-    rows and lexical entries follow. A source not in the index is reported, and nothing else changes.
+    sources: source keys, paths to the files, or bare file names (see qa.documents.resolve_source).
+    The file goes first (so that an interrupted removal is completed by the next ingestion), then the
+    manifest record (readers stop seeing the document at once, fully), then its chunks, sentence rows
+    and, at the next refresh, its lexical entries. A name not in the index is reported in `missing`
+    and nothing else changes for it; strict=True raises ConfigError on it before removing anything.
+    delete_files=False keeps the files: the next `qa ingest` would index them again.
     """
+    from qa.documents import listing, resolve_source
+
     report = RemoveReport()
     corpus = Path(settings.corpus_dir).resolve()
     with writer_lock(settings):
         store = Store(settings)
         manifest = store.manifest()
+        keys: list[str] = []
         for source in sources:
-            key = _as_source(settings, source)
-            if key not in manifest:
-                report.missing.append(source)
-                continue
+            key = resolve_source(str(source), manifest, corpus)
+            if key is None:
+                if strict:
+                    raise ConfigError(f"unknown document {str(source)!r}; the index has: {listing(manifest)}")
+                report.missing.append(str(source))
+            elif key not in keys:
+                keys.append(key)
+        for key in keys:
             if delete_files:
                 path = (corpus / key).resolve()
                 if path.is_relative_to(corpus):
                     path.unlink(missing_ok=True)
             report.chunks_removed += _forget(store, manifest[key])
             report.removed.append(key)
+        if keys:
+            _sweep_orphans(store)  # also what an earlier, interrupted removal left
     return report
-
-
-def _as_source(settings: Settings, value: str) -> str:
-    """A source key from what a user typed: the key itself, or a path to the file inside corpus_dir."""
-    path = Path(value)
-    corpus = Path(settings.corpus_dir).resolve()
-    if path.exists():
-        try:
-            return path.resolve().relative_to(corpus).as_posix()
-        except ValueError:
-            pass
-    return PurePosixPath(value.replace("\\", "/")).as_posix()

@@ -40,8 +40,11 @@ class LexicalIndex:
             return 0.0
         return min(self._df.get(t, 0) for t in terms) / len(self.ids)
 
-    def search(self, terms: list[str], k: int) -> list[tuple[str, float, float]]:
+    def search(self, terms: list[str], k: int, mask: np.ndarray | None = None) -> list[tuple[str, float, float]]:
         """Top-k (chunk id, BM25 score, coverage) for the query's lexical terms, positive scores, best first.
+
+        mask: a boolean per chunk (in `ids` order); only chunks where it is True can be returned (the
+        others score 0 before the top k is taken, so a filter never empties the result by itself).
 
         coverage is the share of the query's IDF mass that the chunk contains: near 0 when only common
         words match (a cross-lingual question sharing just "Sora"), near 1 when its rare names all match.
@@ -51,6 +54,8 @@ class LexicalIndex:
         if not term_ids or not self.ids:
             return []
         scores = self._bm25.get_scores_from_ids(term_ids)
+        if mask is not None:
+            scores = np.where(mask, scores, 0.0)
         k = min(k, len(scores))
         top = np.argpartition(-scores, k - 1)[:k]
         top = top[np.argsort(-scores[top])]

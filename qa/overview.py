@@ -37,6 +37,7 @@ def overview_nodes(query: Query, candidates: list[NodeWithScore], snapshot, top_
     """The lead chunk of each document: the named ones, else those the question retrieved first, then the rest."""
     docs = list(snapshot.documents)
     order = list(dict.fromkeys([n.node.metadata.get("source") for n in candidates] + docs))
+    order = [s for s in order if query.permits(s)]
     if query.prefer:
         order = [s for s in order if s in query.prefer]
     return [NodeWithScore(node=snapshot.node(snapshot.documents[s].first_chunk, None), score=1.0)

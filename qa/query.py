@@ -66,6 +66,15 @@ class Query(QueryBundle):
     ranking_bias: Bias = field(default_factory=Bias.constant)  # the same for ranking_vector
     prefer: frozenset[str] = frozenset()  # sources the question names ("the Chinese article", "RFI")
     overview: bool = False  # asks about the corpus as a whole ("Summarize the articles")
+    allowed: frozenset[str] | None = None  # the only sources every retriever may return (None: all of them)
+
+    def permits(self, source: str) -> bool:
+        return self.allowed is None or source in self.allowed
+
+    @property
+    def where(self) -> dict | None:
+        """The Chroma metadata filter of `allowed` (for chunk and sentence collections alike)."""
+        return None if self.allowed is None else {"source": {"$in": sorted(self.allowed)}}
 
     @cached_property
     def search_terms(self) -> list[str]:
@@ -101,17 +110,24 @@ class QueryAnalyzer:
     """Turns a raw question (and history) into a `Query`; built once per index snapshot (it knows its centroids)."""
 
     def __init__(self, embed_model, centroids: Centroids | None, *, e5_share: float, max_chars: int,
-                 documents: dict[str, DocumentInfo] | None = None):
+                 documents: dict[str, DocumentInfo] | None = None, corpus_dir=None):
         self.embed_model = embed_model
+        self.corpus_dir = corpus_dir
         self.centroids = centroids
         self.documents = documents or {}
         self.e5_share = e5_share
         self.max_chars = max_chars
 
     def analyse(self, question: Any, history: History = None,
-                condense: Callable[[str, list[tuple[str, str]]], str] | None = None) -> Query:
-        """condense, when given, rewrites a follow-up into a standalone question (an LLM call)."""
+                condense: Callable[[str, list[tuple[str, str]]], str] | None = None, *,
+                sources: list[str] | None = None, languages: list[str] | None = None) -> Query:
+        """condense, when given, rewrites a follow-up into a standalone question (an LLM call).
+
+        sources / languages restrict every retriever to those documents (both: documents matching both);
+        an unknown value raises ConfigError naming it and listing the valid ones.
+        """
         text = clean_question(question, self.max_chars)
+        allowed = self.allowed(sources, languages)
         hist = normalize_history(history, self.max_chars)
         language = detect_language(text)
         if hist and condense is not None:
@@ -119,9 +135,18 @@ class QueryAnalyzer:
                 search = condense(text, hist)
         else:
             search = follow_up_text(text, language, hist)
+        prefer = self.named_documents(text)
+        if allowed is not None:
+            prefer = prefer & allowed
         query = Query(query_str=search, question=text, language=language, history=tuple(hist),
-                      prefer=self.named_documents(text), overview=asks_for_overview(text))
+                      prefer=prefer, overview=asks_for_overview(text), allowed=allowed)
         return self.with_vectors(query)
+
+    def allowed(self, sources: list[str] | None = None, languages: list[str] | None = None) -> frozenset[str] | None:
+        """The sources a question filtered by `sources` / `languages` may use (None when not filtered)."""
+        from qa.documents import allowed_sources
+
+        return allowed_sources(self.documents, self.corpus_dir, sources, languages)
 
     def named_documents(self, question: str) -> frozenset[str]:
         """Documents the question names by language or site; none when it would name them all."""

@@ -166,6 +166,20 @@ def render_status_html(engine) -> str:
     )
 
 
+def render_documents_html(documents) -> str:
+    """The document list (qa.documents.CorpusDocument): title, file, language, chunks, ingestion time."""
+    if not documents:
+        return '<div class="qa-docs-table qa-docs-empty"><p>No documents are indexed.</p></div>'
+    rows = "".join(
+        f'<tr class="qa-doc"><td class="qa-doc-title" dir="auto"{_lang_attr(d.language)}>{esc(d.title)}</td>'
+        f'<td class="qa-file" dir="auto">{esc(d.source)}</td><td class="qa-doc-lang">{esc(d.language)}</td>'
+        f'<td class="qa-doc-chunks">{int(d.chunks)}</td><td class="qa-doc-time">{esc(d.ingested_at or "–")}</td></tr>'
+        for d in documents
+    )
+    return ('<div class="qa-docs-table"><table><thead><tr><th>Title</th><th>File</th><th>Language</th>'
+            f"<th>Chunks</th><th>Ingested (UTC)</th></tr></thead><tbody>{rows}</tbody></table></div>")
+
+
 CSS = """
 .qa-h1 { font-size: 1.7em; font-weight: 600; line-height: 1.2; }
 .qa-sub { color: var(--body-text-color-subdued); margin-top: .15em; }
@@ -203,7 +217,11 @@ CSS = """
 .qa-passage mark { background: #fde68a; color: #1c1917; padding: 0 .1em; border-radius: .2em; }
 [lang="zh"], [lang="ja"] { line-break: strict; word-break: normal; overflow-wrap: anywhere; }
 .qa-sources { max-height: 720px; overflow-y: auto; padding-inline-end: .3em; }
-#qa-upload-result { white-space: pre-wrap; }
+#qa-upload-result, #qa-remove-result { white-space: pre-wrap; }
+.qa-docs-table { max-height: 360px; overflow: auto; font-size: .85em; }
+.qa-docs-table table { width: 100%; border-collapse: collapse; }
+.qa-docs-table th, .qa-docs-table td { text-align: start; padding: .2em .4em; vertical-align: top;
+  border-bottom: 1px solid var(--border-color-primary); overflow-wrap: anywhere; }
 #qa-question textarea, #qa-examples button, #qa-examples button * { unicode-bidi: plaintext; text-align: start; }
 """
 

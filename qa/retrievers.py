@@ -53,10 +53,12 @@ class DenseRetriever(_SnapshotRetriever):
     def search(self, query: Query) -> list[RankedNode]:
         with stage("dense_search"):
             # Over-fetch: chunks of an uncommitted version are dropped here, and the rest are re-ranked.
-            got = self.store.query_chunks(query.ranking_vector.tolist(), 3 * self.candidates)
+            # A filter (query.allowed) is a Chroma `where`, applied before the top n: never an empty result
+            # because other documents took the places.
+            got = self.store.query_chunks(query.ranking_vector.tolist(), 3 * self.candidates, where=query.where)
             out = []
             for cid, dist, emb in zip(got["ids"][0], got["distances"][0], got["embeddings"][0]):
-                if cid not in self.snapshot.texts:
+                if cid not in self.snapshot.texts or not query.permits(self.snapshot.metadatas[cid]["source"]):
                     continue
                 raw = 1.0 - float(dist)
                 md = self.snapshot.metadatas[cid]
@@ -73,11 +75,11 @@ class SentenceRetriever(_SnapshotRetriever):
 
     def search(self, query: Query) -> list[RankedNode]:
         with stage("dense_search"):
-            got = self.store.query_sentences(query.ranking_vector.tolist(), 3 * self.candidates)
+            got = self.store.query_sentences(query.ranking_vector.tolist(), 3 * self.candidates, where=query.where)
             best: dict[str, float] = {}
             for md, dist in zip(got["metadatas"][0], got["distances"][0]):
                 cid = md["chunk_id"]
-                if cid in self.snapshot.texts and cid not in best:
+                if cid in self.snapshot.texts and cid not in best and query.permits(self.snapshot.metadatas[cid]["source"]):
                     best[cid] = 1.0 - float(dist)
             return [RankedNode(node=self.snapshot.node(cid, None), score=s, scores={"sentence": s})
                     for cid, s in sorted(best.items(), key=lambda kv: kv[1], reverse=True)]
@@ -95,7 +97,12 @@ class LexicalRetriever(_SnapshotRetriever):
 
     def search(self, query: Query) -> list[RankedNode]:
         with stage("lexical_search"):
-            hits = self.snapshot.lexical.search(query.search_terms, self.candidates)
+            mask = None
+            if query.allowed is not None:  # scores outside the filter are zeroed before the top k is taken
+                metas = self.snapshot.metadatas
+                mask = np.fromiter((metas[cid]["source"] in query.allowed for cid in self.snapshot.lexical.ids),
+                                   dtype=bool, count=len(self.snapshot.lexical))
+            hits = self.snapshot.lexical.search(query.search_terms, self.candidates, mask=mask)
             return [RankedNode(node=self.snapshot.node(cid, None), score=score, weight=cov ** self.coverage_power,
                                scores={"lexical": score, "coverage": cov}) for cid, score, cov in hits]
 
@@ -122,6 +129,8 @@ class FusionRetriever(BaseRetriever):
         for retriever, weight in self.retrievers:
             for rank, hit in enumerate(retriever.search(query)):
                 cid = hit.node.node_id
+                if not query.permits(hit.node.metadata.get("source", "")):
+                    continue  # a retriever of another kind, plugged in, may not know the filter
                 fused[cid] = fused.get(cid, 0.0) + weight * hit.weight / (self.k + rank + 1)
                 scores.setdefault(cid, {}).update(hit.scores)
                 if hit.node.embedding is not None or cid not in nodes:

@@ -11,7 +11,7 @@ from llama_index.core.schema import TextNode
 
 from qa.lexical import LexicalIndex
 from qa.references import site_name
-from qa.store import Store
+from qa.store import DocRecord, Store
 
 PUBLIC_METADATA = ("source", "title", "language", "url", "date", "position")
 
@@ -38,6 +38,7 @@ class Snapshot:
     manifest_key: str = ""
     centroids: Centroids | None = None
     documents: dict[str, DocumentInfo] = field(default_factory=dict)
+    records: dict[str, DocRecord] = field(default_factory=dict)  # the manifest this snapshot was read from
 
     @classmethod
     def load(cls, store: Store, min_language_chunks: int = 5) -> "Snapshot":
@@ -50,8 +51,9 @@ class Snapshot:
         # The lexical index also sees the title and the site name, so "the RFI article" finds rfi.fr.
         lexical_texts = [f"{metas[i]['title']} {_site(metas[i]['url'])}\n{texts[i]}" for i in ids]
         centroids = centroids_of(store, ids, metas, min_language_chunks)
-        return cls(texts, metas, LexicalIndex(ids, lexical_texts), manifest_key(manifest), centroids,
-                   documents_of(metas))
+        documents = documents_of(metas)
+        return cls(texts, metas, LexicalIndex(ids, lexical_texts), manifest_key(manifest), centroids, documents,
+                   {s: r for s, r in manifest.items() if s in documents})
 
     def node(self, chunk_id: str, embedding: np.ndarray | None) -> TextNode:
         """A LlamaIndex node of a committed chunk; metadata stays out of embeddings and prompts."""

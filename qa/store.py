@@ -37,6 +37,7 @@ class DocRecord:
     url: str
     date: str
     chunk_ids: list[str]
+    ingested_at: str = ""  # ISO 8601 UTC time of the ingestion of this version ("" in stores made before it)
 
     def metadata(self) -> dict[str, Any]:
         return {
@@ -48,6 +49,7 @@ class DocRecord:
             "date": self.date,
             "n_chunks": len(self.chunk_ids),
             "chunk_ids": json.dumps(self.chunk_ids),
+            "ingested_at": self.ingested_at,
         }
 
     @classmethod
@@ -61,6 +63,7 @@ class DocRecord:
             url=md.get("url", ""),
             date=md.get("date", ""),
             chunk_ids=json.loads(md.get("chunk_ids", "[]")),
+            ingested_at=str(md.get("ingested_at") or ""),
         )
 
 
@@ -314,14 +317,16 @@ class Store:
                 where={"chunk_id": {"$in": chunk_ids}}, include=["documents", "metadatas", "embeddings"]
             )
 
-    def query_chunks(self, embedding: list[float], n: int) -> dict[str, Any]:
+    def query_chunks(self, embedding: list[float], n: int, where: dict | None = None) -> dict[str, Any]:
+        """where: a Chroma metadata filter (e.g. {"source": {"$in": [...]}}), applied before the top n."""
         with _wrap("searching the store", self.settings):
             col = self._get()
             n = max(1, min(n, col.count()))
-            return col.query(query_embeddings=[embedding], n_results=n, include=["documents", "metadatas", "distances", "embeddings"])
+            return col.query(query_embeddings=[embedding], n_results=n, where=where,
+                             include=["documents", "metadatas", "distances", "embeddings"])
 
-    def query_sentences(self, embedding: list[float], n: int) -> dict[str, Any]:
+    def query_sentences(self, embedding: list[float], n: int, where: dict | None = None) -> dict[str, Any]:
         with _wrap("searching the store", self.settings):
             col = self._get("__sent")
             n = max(1, min(n, col.count()))
-            return col.query(query_embeddings=[embedding], n_results=n, include=["metadatas", "distances"])
+            return col.query(query_embeddings=[embedding], n_results=n, where=where, include=["metadatas", "distances"])

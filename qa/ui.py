@@ -10,8 +10,12 @@ API endpoints (for ``gradio_client``):
   full answer (see :meth:`UI.api_chat`);
 * ``/ask``   (question: str, history) returns the answer as a dict (``qa.Answer.to_dict()``);
 * ``/upload`` (files) adds .txt/.md/.html/.pdf/.docx documents to the corpus and returns a short report;
-* ``/remove`` (sources: [str]) removes documents; ``/reingest`` () re-indexes corpus_dir.
+* ``/documents`` () lists the indexed documents (dicts: source, title, language, chunks, ingested_at, ...);
+* ``/remove`` (sources: [source, ...]) removes documents from the index and the corpus; ``/reingest`` ()
+  re-indexes corpus_dir.
 
+``/chat`` and ``/ask`` also take optional trailing ``sources`` and ``languages`` lists: only those
+documents (or languages) are searched, and an unknown value is refused with the valid ones.
 With a users file (QA_USERS_FILE) every page and route needs a sign-in; the handlers check the caller's
 role and limits themselves (qa.access), so a direct API call gets the same refusals as the page.
 :func:`launch` also serves the OpenAI-compatible ``/v1/chat/completions`` and ``/v1/models`` of
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -34,7 +39,7 @@ from qa.access import Access, ClientAddressMiddleware, Identity
 from qa.audit import sha256_of
 from qa.engine import QAEngine
 from qa.errors import ConfigError, LLMError, PermissionDenied, QAError, RateLimited, StoreError
-from qa.ingest import UploadReport, add_documents, ingest, remove_documents
+from qa.ingest import RemoveReport, UploadReport, add_documents, ingest
 from qa.query import clean_question
 from qa.render import (
     CSS,
@@ -43,6 +48,7 @@ from qa.render import (
     highlight,
     progress_text,
     render_answer_html,
+    render_documents_html,
     render_notice_html,
     render_question_html,
     render_sources_html,
@@ -136,23 +142,28 @@ class UI:
 
     # --- chat ------------------------------------------------------------------------------------
     def respond(self, question: str, messages: list | None, turns: list[Turn] | None,
-                request: gr.Request = None):
+                sources: list[str] | None = None, languages: list[str] | None = None, request: gr.Request = None):
         """Browser chat handler: streams the answer into the chatbot and fills the sources panel.
 
+        sources / languages: the filter selections (empty: the whole corpus).
         Yields (textbox, chatbot messages, sources html, turns state, notice html). Over a limit or
         without the role: a gr.Error, and the chat stays as it was.
         """
         try:
             with self.access.question(request):
-                yield from self._respond(question, messages, turns)
+                yield from self._respond(question, messages, turns, sources, languages)
         except (PermissionDenied, RateLimited) as exc:
             raise gr.Error(str(exc), print_exception=False) from None
 
-    def _respond(self, question: str, messages: list | None, turns: list[Turn] | None):
+    def _respond(self, question: str, messages: list | None, turns: list[Turn] | None,
+                 sources: list[str] | None = None, languages: list[str] | None = None):
         messages = list(messages or [])
         turns = list(turns or [])
+        filters = _filters(sources, languages)
         try:
             q = clean_question(question, self.settings.max_question_chars)
+            if filters:
+                self.engine.pipeline.analyzer.allowed(**filters)  # a stale selection is refused like a bad question
         except ConfigError as exc:  # refused politely; the chat and the typed text stay as they were
             yield gr.update(), list(messages), gr.update(), turns, render_notice_html(polite(exc))
             return
@@ -164,7 +175,7 @@ class UI:
         yield "", list(messages), render_sources_html(None, status="Searching the articles…"), turns, ""
         text = ""
         try:
-            for event in self.engine.stream(q, history, progress=True):
+            for event in self.engine.stream(q, history, progress=True, **filters):
                 if isinstance(event, Answer):
                     turn.answer, turn.text = event, event.text
                     messages[-1] = {"role": "assistant", "content": self._final_html(event)}
@@ -217,13 +228,15 @@ class UI:
         return [], [], SOURCES_EMPTY, "", ""
 
     # --- API -------------------------------------------------------------------------------------
-    def api_chat(self, question: str, history: list[list[str]] | None = None,
-                 request: gr.Request = None) -> Iterator[dict]:
+    def api_chat(self, question: str, history: list[list[str]] | None = None, sources: list[str] | None = None,
+                 languages: list[str] | None = None, request: gr.Request = None) -> Iterator[dict]:
         """Answer a question about the news corpus, streaming.
 
         question: the question (any language; empty or over-long questions are refused with an error).
         history: earlier turns, oldest first, as [[question, answer], ...] (Chatbot-style
             [{"role", "content"}, ...] messages are accepted too); follow-ups use it.
+        sources: answer only from these documents (source paths as /documents lists them, or file names).
+        languages: answer only from documents in these languages (e.g. ["fr", "zh"]).
         Yields {"text": answer so far, "done": False} while the answer is produced (with "status" while an LLM
         reads or writes: each generated sentence appears once checked against its source), then the full
         answer (qa.Answer.to_dict(): text, citations with number/source/title/snippet/language/passage,
@@ -232,8 +245,9 @@ class UI:
         try:
             with self.access.question(request):
                 pairs = history_pairs(history)
+                filters = _filters(sources, languages)
                 text = ""
-                for event in self.engine.stream(question, pairs, progress=True):
+                for event in self.engine.stream(question, pairs, progress=True, **filters):
                     if isinstance(event, Answer):
                         yield {**event.to_dict(), "done": True}
                     elif isinstance(event, Progress):
@@ -246,15 +260,89 @@ class UI:
                 log.exception("API chat failed")
             raise gr.Error(short_error(exc), print_exception=False) from None
 
-    def api_ask(self, question: str, history: list[list[str]] | None = None, request: gr.Request = None) -> dict:
+    def api_ask(self, question: str, history: list[list[str]] | None = None, sources: list[str] | None = None,
+                languages: list[str] | None = None, request: gr.Request = None) -> dict:
         """Answer a question about the news corpus (not streamed); returns qa.Answer.to_dict().
 
         history: earlier turns as [[question, answer], ...], oldest first.
+        sources / languages: answer only from these documents / languages (as in /chat).
         """
         answer = None
-        for event in self.api_chat(question, history, request):
+        for event in self.api_chat(question, history, sources, languages, request):
             answer = event
         return answer or {}
+
+    # --- documents -------------------------------------------------------------------------------
+    def api_documents(self) -> list[dict]:
+        """The indexed documents: source, title, language, chunks, ingested_at (ISO UTC, "" if unknown), url, date."""
+        from dataclasses import asdict
+
+        return [asdict(d) for d in self.engine.documents()]
+
+    def remove(self, sources: list[str] | str | None, request: gr.Request = None) -> RemoveReport:
+        """Remove documents from the index and the corpus, then refresh the engine; editors only, audited.
+
+        The one place the page and the API remove documents. Unknown names remove nothing (ConfigError); the
+        last document cannot be removed from the page (PermissionDenied when the role may not remove).
+        """
+        names = _as_list(sources)
+        try:
+            who = self.access.require(request, "remove")
+        except PermissionDenied as exc:
+            self.access.record(self.access.identify(request).who, "remove", ",".join(names), "", f"refused: {exc}")
+            raise
+        if not names:
+            raise ConfigError("no document was selected")
+        known = {d.source for d in self.engine.documents()}
+        from qa.documents import resolve_sources
+
+        resolved = resolve_sources(names, known, self.settings.corpus_dir)
+        if set(resolved) >= known:
+            raise ConfigError("the last documents cannot all be removed from the page; keep at least one "
+                              "(`qa remove` in a terminal can empty the index)")
+        digests = {name: sha256_of(Path(self.settings.corpus_dir) / name) for name in resolved}
+        with _INGEST:
+            try:
+                report = self.engine.remove(resolved)
+            except QAError as exc:
+                for name in resolved:
+                    self.access.record(who.who, "remove", name, digests[name], f"failed: {exc}")
+                raise
+        for name in report.removed:
+            self.access.record(who.who, "remove", name, digests.get(name, ""), "removed")
+        return report
+
+    def api_remove(self, sources: list[str] | str, request: gr.Request = None) -> str:
+        """Remove documents (their source keys, as cited) from the index and the corpus folder; editors only.
+        Returns one line per document; a refusal or an unknown name is an error and removes nothing."""
+        try:
+            report = self.remove(sources, request)
+        except QAError as exc:
+            raise gr.Error(short_error(exc) if not isinstance(exc, (ConfigError, PermissionDenied)) else str(exc),
+                           print_exception=False) from None
+        return "\n".join(f"Removed {name}." for name in report.removed)
+
+    def remove_selected(self, sources: list[str] | str | None, request: gr.Request = None):
+        """The Remove button: returns (report, status, document list, the three selections)."""
+        try:
+            report = self.remove(sources, request)
+            summary = report.summary()
+            message, kind = summary[:1].upper() + summary[1:] + ".", "ok"
+        except Exception as exc:
+            if not isinstance(exc, QAError):
+                log.exception("removing %r failed", sources)
+            message = f"Nothing was removed: {exc}." if isinstance(exc, ConfigError) else short_error(exc)
+            kind = "error"
+        return (render_notice_html(message, kind), render_status_html(self.engine), *self.document_views())
+
+    def document_views(self):
+        """(document list html, remove selection, source filter, language filter) for the current snapshot."""
+        docs = self.engine.documents()
+        choices = [(f"{d.title[:60]} ({d.source})", d.source) for d in docs]
+        languages = sorted({d.language for d in docs})
+        # The selections are cleared: one naming a removed document would be refused by the dropdown.
+        return (render_documents_html(docs), gr.update(choices=choices, value=[]),
+                gr.update(choices=choices, value=[]), gr.update(choices=languages, value=[]))
 
     # --- uploads ---------------------------------------------------------------------------------
     def add_documents(self, files: list | str | None, request: gr.Request = None,
@@ -287,34 +375,6 @@ class UI:
                 outcome = f"rejected: {rejected.get(safe_display_name(name), report.error or 'not added')}"
             self.access.record(who.who, "upload", name, digest, outcome)
 
-    def remove(self, sources: list[str] | str, request: gr.Request = None) -> str:
-        """Remove documents (their source keys, as cited) from the index and the corpus folder; editors only."""
-        try:
-            who = self.access.require(request, "remove")
-        except PermissionDenied as exc:
-            self.access.record(self.access.identify(request).who, "remove", ",".join(_as_list(sources)), "",
-                               f"refused: {exc}")
-            raise gr.Error(str(exc), print_exception=False) from None
-        names = _as_list(sources)
-        if not names:
-            raise gr.Error("name at least one document to remove (its source, as cited)", print_exception=False)
-        digests = {name: sha256_of(Path(self.settings.corpus_dir) / name) for name in names}
-        try:
-            report = remove_documents(self.settings, names)
-        except QAError as exc:
-            for name in names:
-                self.access.record(who.who, "remove", name, digests[name], f"failed: {exc}")
-            raise gr.Error(short_error(exc), print_exception=False) from None
-        for name in report.removed:
-            self.access.record(who.who, "remove", name, digests.get(name, ""), "removed")
-        for name in report.missing:
-            self.access.record(who.who, "remove", name, "", "not in the index")
-        if report.removed:
-            self.engine.refresh()
-        lines = [f"Removed {name}." for name in report.removed]
-        lines += [f"Not in the index: {name}." for name in report.missing]
-        return "\n".join(lines)
-
     def reingest(self, request: gr.Request = None) -> str:
         """Re-index corpus_dir (new, changed and deleted files); editors only. Returns the report's summary."""
         try:
@@ -338,7 +398,8 @@ class UI:
         can_edit = allowed(who.role, "upload")
         signed = (f"<p class='qa-sub'>Signed in as <b>{esc(who.username)}</b> ({esc(who.role or 'no role')}) · "
                   "<a href='logout'>Sign out</a></p>") if who.username else ""
-        return render_status_html(self.engine), gr.update(visible=can_edit), signed
+        editing = gr.update(visible=can_edit)
+        return render_status_html(self.engine), editing, signed, editing, editing
 
     def upload(self, files: list | str | None, progress=None) -> UploadReport:
         if not files:
@@ -351,10 +412,11 @@ class UI:
 
         if progress is not None:
             progress(0, desc="Checking and indexing the new documents…")
-        report = add_documents(self.settings, paths, embed_model=self.engine.embed_model, progress=tick,
-                               max_bytes=min(self.settings.ui.max_upload_bytes, self.settings.max_file_bytes))
-        if report.added:
-            self.engine.refresh()
+        with _INGEST:
+            report = add_documents(self.settings, paths, embed_model=self.engine.embed_model, progress=tick,
+                                   max_bytes=min(self.settings.ui.max_upload_bytes, self.settings.max_file_bytes))
+            if report.added:
+                self.engine.refresh()
         return report
 
 
@@ -374,6 +436,20 @@ def _as_list(sources: list[str] | str | None) -> list[str]:
         return []
     items = [sources] if isinstance(sources, str) else list(sources)
     return [str(s).strip() for s in items if str(s).strip()]
+
+
+_INGEST = threading.Lock()  # uploads and removals of the page's sessions wait for each other
+
+
+def _filters(sources, languages) -> dict:
+    """Engine keyword arguments of the filter selections (none when nothing is selected)."""
+    out = {}
+    for name, value in (("sources", sources), ("languages", languages)):
+        if isinstance(value, str):
+            value = [value]
+        if value:
+            out[name] = list(value)
+    return out
 
 
 def build_app(engine: QAEngine, settings: Settings) -> gr.Blocks:
@@ -417,6 +493,12 @@ def build_app(engine: QAEngine, settings: Settings) -> gr.Blocks:
                     )
                     send = gr.Button("Ask", variant="primary", scale=1, min_width=80, elem_id="qa-send")
                     stop = gr.Button("Stop", variant="stop", scale=1, min_width=80, elem_id="qa-stop")
+                with gr.Accordion("Search only in…", open=False, elem_id="qa-filter-box"):
+                    doc_choices = [(f"{d.title[:60]} ({d.source})", d.source) for d in engine.documents()]
+                    filter_sources = gr.Dropdown(doc_choices, value=[], multiselect=True, label="Documents",
+                                                 info="Empty: all documents", elem_id="qa-filter-sources")
+                    filter_languages = gr.Dropdown(engine.languages(), value=[], multiselect=True, label="Languages",
+                                                   info="Empty: all languages", elem_id="qa-filter-languages")
                 notice = gr.HTML("", elem_id="qa-notice")
                 examples = gr.Examples(EXAMPLES, inputs=[question], label="Examples (English, French, Arabic, Chinese)",
                                        elem_id="qa-examples", api_visibility="private")
@@ -433,10 +515,17 @@ def build_app(engine: QAEngine, settings: Settings) -> gr.Blocks:
                     )
                     files = gr.File(label="Files", file_count="multiple", type="filepath", elem_id="qa-files")
                     upload_result = gr.HTML("", elem_id="qa-upload-result")
+                with gr.Accordion("Documents", open=False, elem_id="qa-documents-box"):
+                    documents = gr.HTML(render_documents_html(engine.documents()), elem_id="qa-documents")
+                    to_remove = gr.Dropdown(doc_choices, value=[], multiselect=True, label="Remove documents",
+                                            info="Removed from the index and the corpus folder",
+                                            elem_id="qa-remove-select")
+                    remove = gr.Button("Remove selected", variant="stop", size="sm", elem_id="qa-remove")
+                    remove_result = gr.HTML("", elem_id="qa-remove-result")
 
         chat_io = dict(
             fn=ui.respond,
-            inputs=[question, chatbot, turns],
+            inputs=[question, chatbot, turns, filter_sources, filter_languages],
             outputs=[question, chatbot, sources, turns, notice],
             concurrency_id="answer",
             show_progress="hidden",
@@ -452,13 +541,20 @@ def build_app(engine: QAEngine, settings: Settings) -> gr.Blocks:
         chatbot.clear(ui.new_chat, None, [chatbot, turns, sources, notice, question], cancels=answering,
                       queue=False, api_visibility="private")
         chatbot.select(ui.select, [turns], [sources], queue=False, api_visibility="private")
+        views = [documents, to_remove, filter_sources, filter_languages]
         files.upload(ui.add_documents, [files], [upload_result, status, files], concurrency_limit=1,
-                     concurrency_id="ingest", api_name="upload", show_progress="full")
-        demo.load(ui.page_for, None, [status, editing, signed_in], queue=False, api_visibility="private")
+                     concurrency_id="ingest", api_name="upload", show_progress="full").then(
+            ui.document_views, None, views, queue=False, api_visibility="private")
+        remove.click(ui.remove_selected, [to_remove], [remove_result, status, *views], concurrency_limit=1,
+                     concurrency_id="ingest", api_name="remove_selected")
+        demo.load(ui.page_for, None, [status, editing, signed_in, to_remove, remove], queue=False,
+                  api_visibility="private")
+        demo.load(ui.document_views, None, views, queue=False, api_visibility="private")
 
         gr.api(ui.api_chat, api_name="chat", concurrency_id="answer")
         gr.api(ui.api_ask, api_name="ask", concurrency_id="answer")
-        gr.api(ui.remove, api_name="remove", concurrency_id="ingest", concurrency_limit=1)
+        gr.api(ui.api_documents, api_name="documents", queue=False)
+        gr.api(ui.api_remove, api_name="remove", concurrency_id="ingest", concurrency_limit=1)
         gr.api(ui.reingest, api_name="reingest", concurrency_id="ingest", concurrency_limit=1)
     # Offline answers take well under a second, an LLM answer several: a few run at once so that one
     # slow LLM call does not hold everyone else's question (QA_CONCURRENCY_LIMIT).
