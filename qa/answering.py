@@ -65,6 +65,7 @@ def node_to_source(n: NodeWithScore) -> Source:
         chunk_id=n.node.node_id,
         url=md.get("url", ""),
         date=md.get("date", ""),
+        pages=md.get("pages", "") or "",
         dense_score=float(scores.get("dense", 0.0)),
         lexical_score=float(scores.get("lexical", 0.0)),
     )

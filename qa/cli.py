@@ -201,7 +201,8 @@ def cmd_ask(args: argparse.Namespace) -> int:
     if answer.citations:
         print("\nSources:")
     for c in answer.citations:
-        print(f"[{c.number}] {c.title} ({c.source}, {c.language})")
+        page = f", page {c.page}" if c.page else ""
+        print(f"[{c.number}] {c.title} ({c.source}{page}, {c.language})")
         print(f"    “{c.snippet}”")
     return 0
 

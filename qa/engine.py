@@ -26,6 +26,7 @@ from qa.errors import LLMError, StoreError
 from qa.evidence import default_model
 from qa.ingest import RemoveReport
 from qa.llm import LLMClient, endpoint_label
+from qa.loading import page_in
 from qa.overview import OverviewAnswerer, overview_nodes
 from qa.postprocessors import DiversityPostprocessor
 from qa.query import History, Query, QueryAnalyzer
@@ -248,6 +249,10 @@ class QAEngine:
         trace.add("answer", time.perf_counter() - answer_started - trace.stages.get("generate", 0.0))
         if notice:
             answer.notice = notice
+        pages = {s.chunk_id: s.pages for s in answer.sources if s.pages}
+        for c in answer.citations:  # a PDF citation names the page its snippet is on
+            if c.chunk_id in pages:
+                c.page = page_in(pages[c.chunk_id], c.passage, c.snippet)
         trace.stages["total"] = time.perf_counter() - started
         answer.timings = dict(trace.stages)
         yield answer

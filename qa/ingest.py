@@ -19,7 +19,7 @@ from pathlib import Path
 from qa.chunking import Chunk, chunk_text, make_splitter
 from qa.embeddings import LocalEmbedding, make_embedding
 from qa.errors import ConfigError, QAError, StoreError
-from qa.loading import CorpusFile, SkippedFile, load_corpus
+from qa.loading import CorpusFile, SkippedFile, chunk_pages, load_corpus
 from qa.settings import Settings, load_settings
 from qa.store import DocRecord, Store, describe_location
 
@@ -225,6 +225,7 @@ def _write(store: Store, model: LocalEmbedding, f: CorpusFile, chunks: list[Chun
             "date": f.date,
             "position": c.position,
             "chunk_id": c.id,
+            "pages": chunk_pages(f, c.text),  # PDF: where its pages begin in the chunk, for cited page numbers
         }
         for c in chunks
     ]

@@ -45,6 +45,31 @@ def page_at(file: CorpusFile, offset: int) -> int | None:
     return file.pages[max(i, 0)][1]
 
 
+def chunk_pages(file: CorpusFile, text: str) -> str:
+    """Where the pages of a file begin inside one of its chunks, as "page:offset,..." (Chroma metadata holds
+    strings); "" for a file without pages. The first entry is the page the chunk starts on, at offset 0."""
+    start = file.text.find(text) if file.pages else -1
+    if start < 0:
+        return ""
+    end = start + len(text)
+    breaks = [f"{page_at(file, start)}:0"]
+    breaks += [f"{page}:{offset - start}" for offset, page in file.pages if start < offset < end]
+    return ",".join(breaks)
+
+
+def page_in(pages: str, passage: str, snippet: str) -> int:
+    """The page a snippet of a passage is on, from its chunk's chunk_pages(); 0 when unknown."""
+    if not pages:
+        return 0
+    at = max(passage.find(snippet), 0)
+    page = 0
+    for item in pages.split(","):
+        number, _, offset = item.partition(":")
+        if number.isdigit() and offset.isdigit() and int(offset) <= at:
+            page = int(number)
+    return page
+
+
 @dataclass
 class SkippedFile:
     source: str

@@ -107,7 +107,8 @@ def render_citation_html(c: Citation) -> str:
         f'<header class="qa-source-head"><span class="qa-num">[{c.number}]</span>'
         f'<span class="qa-title" dir="auto"{lang}>{esc(c.title or c.source)}</span></header>'
         f'<div class="qa-meta"><span class="qa-file" dir="auto">{esc(c.source)}</span>'
-        f' · <span class="qa-lang">{esc(c.language or "?")}</span>'
+        + (f' · <span class="qa-page">page {c.page}</span>' if c.page else "")
+        + f' · <span class="qa-lang">{esc(c.language or "?")}</span>'
         f' · <span class="qa-score">score {c.score:.2f}</span></div>'
         f"{link}"
         f'<blockquote class="qa-snippet" dir="auto"{lang}>{esc(c.snippet)}</blockquote>'

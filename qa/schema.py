@@ -20,6 +20,7 @@ class Source:
     date: str = ""
     dense_score: float = 0.0  # cosine similarity with the question
     lexical_score: float = 0.0  # BM25 score
+    pages: str = ""  # PDF: "page:offset,..." where pages begin in the text (qa.loading.chunk_pages)
 
 
 @dataclass
@@ -35,6 +36,7 @@ class Citation:
     passage: str = ""  # the whole passage the snippet sits in
     chunk_id: str = ""
     url: str = ""
+    page: int = 0  # the page of the snippet, for documents with pages (PDF); 0 otherwise
 
 
 @dataclass

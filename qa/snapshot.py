@@ -13,7 +13,7 @@ from qa.lexical import LexicalIndex
 from qa.references import site_name
 from qa.store import DocRecord, Store
 
-PUBLIC_METADATA = ("source", "title", "language", "url", "date", "position")
+PUBLIC_METADATA = ("source", "title", "language", "url", "date", "position", "pages")
 
 
 def manifest_key(manifest: dict) -> str:

@@ -347,7 +347,8 @@ class UI:
     # --- uploads ---------------------------------------------------------------------------------
     def add_documents(self, files: list | str | None, request: gr.Request = None,
                       progress: gr.Progress = gr.Progress()):
-        """Check, store and ingest uploaded .txt/.md/.html files (editors only); returns (report, status html)."""
+        """Check, store and ingest uploaded .txt/.md/.html/.pdf/.docx files (editors only); returns (report, status
+        html)."""
         paths = _paths(files)
         try:
             who = self.access.upload(request)
@@ -509,7 +510,7 @@ def build_app(engine: QAEngine, settings: Settings) -> gr.Blocks:
                 # Shown on page load to roles that may edit (page_for); the handlers check the role again.
                 with gr.Accordion("Add documents", open=False, elem_id="qa-upload-box", visible=False) as editing:
                     gr.HTML(
-                        f"<p style='margin:0'>Upload .txt, .md or .html articles (UTF-8, up to "
+                        f"<p style='margin:0'>Upload .txt, .md, .html (UTF-8), .pdf or .docx articles (up to "
                         f"{min(settings.ui.max_upload_bytes, settings.max_file_bytes):,} bytes each). They are "
                         f"checked, stored in the corpus and indexed, then answerable at once.</p>"
                     )

@@ -12,9 +12,11 @@ import unicodedata
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from qa.loading import parse
+from qa.loading import parse, parse_docx, parse_pdf
 
-UPLOAD_SUFFIXES = (".txt", ".md", ".html")
+UPLOAD_SUFFIXES = (".txt", ".md", ".html", ".pdf", ".docx")
+# What a document format's file must start with: a .pdf that is not a PDF is refused before pypdf reads it.
+_DOCUMENT_SIGNATURES = {".pdf": (b"%PDF-", "a PDF"), ".docx": (b"PK\x03\x04", "a DOCX (a ZIP archive)")}
 UPLOAD_DIR = "uploads"
 
 # Signatures of common binary formats, for a clear message when one arrives with a text suffix.
@@ -75,6 +77,17 @@ def check_upload(path: Path, name: str, max_bytes: int) -> CheckedUpload:
     raw = path.read_bytes()[: max_bytes + 1]
     if len(raw) > max_bytes:
         raise UploadRejected(f"too large (the limit is {max_bytes:,} bytes, QA_MAX_UPLOAD_BYTES)")
+    suffix = Path(safe).suffix
+    if suffix in _DOCUMENT_SIGNATURES:
+        signature, kind = _DOCUMENT_SIGNATURES[suffix]
+        if not raw.startswith(signature):
+            raise UploadRejected(f"the file is named {suffix} but its content is not {kind}")
+        reader = parse_pdf if suffix == ".pdf" else parse_docx
+        try:
+            doc = reader(raw, f"{UPLOAD_DIR}/{safe}")
+        except ValueError as exc:  # encrypted, scanned, damaged, zip bomb, too many pages: the reader says which
+            raise UploadRejected(str(exc)) from None
+        return CheckedUpload(safe, raw, doc.title, doc.language)
     for signature, kind in _BINARY_SIGNATURES.items():
         if raw.startswith(signature):
             raise UploadRejected(f"the content is {kind}, not text")

@@ -24,9 +24,9 @@ def test_safe_filename(name, expected):
     assert ui.safe_filename(name) == expected
 
 
-@pytest.mark.parametrize("name", ["a.pdf", "a.txt.exe", "noext", "a.htm", "a.markdown"])
+@pytest.mark.parametrize("name", ["a.doc", "a.txt.exe", "noext", "a.htm", "a.markdown"])
 def test_safe_filename_rejects_other_types(name):
-    with pytest.raises(ui.UploadRejected, match="only .txt, .md, .html"):
+    with pytest.raises(ui.UploadRejected, match="only .txt, .md, .html, .pdf, .docx"):
         ui.safe_filename(name)
 
 
@@ -62,3 +62,48 @@ def test_write_new_never_overwrites(tmp_path):
     assert (first.name, second.name) == ("a.txt", "a-2.txt")
     assert first.read_bytes() == b"one" and second.read_bytes() == b"two"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a-2.txt", "a.txt"]  # no temporary file left
+
+
+def _pdf(text: str) -> bytes:
+    from fpdf import FPDF
+
+    pdf = FPDF()
+    pdf.add_page()
+    pdf.set_font("Helvetica", size=12)
+    pdf.multi_cell(0, 8, text)
+    return bytes(pdf.output())
+
+
+def _docx(text: str) -> bytes:
+    import io
+
+    import docx
+
+    document = docx.Document()
+    document.add_heading("Rapport de la lagune", 1)
+    document.add_paragraph(text)
+    out = io.BytesIO()
+    document.save(out)
+    return out.getvalue()
+
+
+def test_pdf_and_docx_uploads_are_read_with_their_readers(tmp_path):
+    for name, raw in (("report.pdf", _pdf("La regate de Glimmerfen a reuni 310 bateaux sur la lagune.")),
+                      ("report.docx", _docx("La régate de Glimmerfen a réuni 310 bateaux sur la lagune."))):
+        path = tmp_path / name
+        path.write_bytes(raw)
+        checked = ui.check_upload(path, name, max_bytes=1_000_000)
+        assert checked.name == name and checked.language == "fr" and checked.raw == raw
+
+
+@pytest.mark.parametrize("name, content, reason", [
+    ("fake.pdf", b"hello, I am text", "not a PDF"),
+    ("fake.docx", b"hello, I am text", "not a DOCX"),
+    ("broken.pdf", b"%PDF-1.7\n1 0 obj\n<<", "not a readable PDF"),
+    ("broken.docx", b"PK\x03\x04" + b"\x00" * 40, "not a readable DOCX"),
+])
+def test_a_document_that_is_not_what_its_name_says_is_refused(tmp_path, name, content, reason):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(ui.UploadRejected, match=reason):
+        ui.check_upload(path, name, max_bytes=1_000_000)
