@@ -182,17 +182,17 @@ def test_handlers_refuse_over_the_limits_and_without_the_role(tmp_path):
     handler = ui.UI(StubEngine(), settings)
     rita = request("rita")
     # Two answers in progress at once are fine, a third is refused until one ends.
-    first, second = handler.api_chat("Why?", None, rita), handler.api_chat("Why?", None, rita)
+    first, second = handler.api_chat("Why?", None, request=rita), handler.api_chat("Why?", None, request=rita)
     next(first), next(second)
     with pytest.raises(ui.gr.Error, match="2 answers in progress"):
-        next(handler.api_chat("Why?", None, rita))
+        next(handler.api_chat("Why?", None, request=rita))
     first.close(), second.close()
     with pytest.raises(ui.gr.Error, match="too many questions: the limit is 3 a minute"):
-        handler.api_ask("Why?", None, rita)
-    assert handler.api_ask("Why?", None, request("ed"))["text"]  # another user has their own budget
+        handler.api_ask("Why?", None, request=rita)
+    assert handler.api_ask("Why?", None, request=request("ed"))["text"]  # another user has their own budget
     for nobody in (request(None), request("removed")):
         with pytest.raises(ui.gr.Error, match="may not ask"):
-            handler.api_ask("Why?", None, nobody)
+            handler.api_ask("Why?", None, request=nobody)
     # The page shows the editing controls to editors only.
     assert handler.page_for(rita)[1]["visible"] is False
     assert handler.page_for(request("ed"))[1]["visible"] is True
@@ -206,7 +206,7 @@ def test_question_text_stays_out_of_the_log_unless_asked_for(caplog):
 
     for log_questions, shown in ((False, False), (True, True)):
         caplog.clear()
-        list(ui.UI(Broken(), qa.Settings(log_questions=log_questions)).respond(SECRET_QUESTION, [], [], None))
+        list(ui.UI(Broken(), qa.Settings(log_questions=log_questions)).respond(SECRET_QUESTION, [], [], request=None))
         assert "boom" in caplog.text and (SECRET_QUESTION in caplog.text) is shown
 
 
@@ -421,14 +421,14 @@ def test_loopback_without_users_is_the_local_operator_without_limits(tmp_path):
     handler = ui.UI(StubEngine(), qa.Settings(questions_per_minute=1, persist_dir=tmp_path / "store"))
     assert handler.access.identify(request()).role == "editor" and not handler.access.limited
     for _ in range(3):
-        assert handler.api_ask("Why?", None, request())["text"]
+        assert handler.api_ask("Why?", None, request=request())["text"]
     anonymous = ui.UI(StubEngine(), qa.Settings(host="0.0.0.0", allow_anonymous=True, questions_per_minute=1,
                                                 persist_dir=tmp_path / "store"))
     assert anonymous.access.identify(request(host="10.0.0.7")).role == "reader"
-    assert anonymous.api_ask("Why?", None, request(host="10.0.0.7"))["text"]
+    assert anonymous.api_ask("Why?", None, request=request(host="10.0.0.7"))["text"]
     with pytest.raises(ui.gr.Error, match="too many questions"):
-        anonymous.api_ask("Why?", None, request(host="10.0.0.7"))
-    assert anonymous.api_ask("Why?", None, request(host="10.0.0.8"))["text"]  # per address
+        anonymous.api_ask("Why?", None, request=request(host="10.0.0.7"))
+    assert anonymous.api_ask("Why?", None, request=request(host="10.0.0.8"))["text"]  # per address
     with pytest.raises(ui.gr.Error, match="may not add documents"):
         anonymous.add_documents([], request(host="10.0.0.7"))
 
