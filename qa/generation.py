@@ -16,7 +16,7 @@ from contextlib import closing
 
 from llama_index.core.schema import NodeWithScore
 
-from qa.answering import Answerer, ExtractiveAnswerer, node_to_source, refusal
+from qa.answering import Answerer, ExtractiveAnswerer, defuse_markers, node_to_source, refusal
 from qa.errors import LLMError
 from qa.guard import AnswerGuard, GuardReport
 from qa.llm import (
@@ -29,7 +29,7 @@ from qa.llm import (
     fit_sources,
 )
 from qa.query import Query
-from qa.schema import Answer, Citation, Progress
+from qa.schema import Answer, Citation, Progress, Source
 from qa.settings import LLMSettings
 from qa.timing import stage
 
@@ -56,9 +56,11 @@ class LLMAnswerer:
         if not sources:
             yield refusal(query, sources, mode="llm")
             return
-        if self.floor is not None and not query.overview and self.floor.assess(query, nodes, sources).refused:
+        floor = self.floor.assess(query, nodes, sources) if self.floor is not None and not query.overview else None
+        if floor is not None and floor.refused:
             yield refusal(query, sources, mode="llm")
             return
+        anchor = floor.chosen[0] if floor is not None and floor.chosen else None
         budget = self.config.context_tokens - self.config.max_answer_tokens - 64
         prompt_sources = fit_sources(query.query_str, sources[: self.config.max_sources], query.language, budget)
         try:
@@ -68,6 +70,8 @@ class LLMAnswerer:
                                          query.language, budget // 2)
             raw, shown = yield from self._generate(query, prompt_sources, started)
         answer = self._final(query, raw, prompt_sources, sources)
+        if anchor is not None and answer.text and not answer.refused and not answer.unverified:
+            _keep_the_floor(answer, sources[anchor.chunk_rank], anchor.text, prompt_sources)
         if shown and answer.text.startswith(shown) and len(answer.text) > len(shown):
             yield " " + answer.text[len(shown):].lstrip()  # the last sentence, checked once the reply ended
         elif not shown and answer.text and not answer.unverified:
@@ -121,6 +125,24 @@ class LLMAnswerer:
         if report.dropped:
             answer.notice = f"{len(report.dropped)} generated sentence(s) left out: not supported by their sources."
         return answer
+
+
+def _keep_the_floor(answer: Answer, source: Source, sentence: str, prompt_sources: list[Source]) -> None:
+    """The offline answer's best sentence, quoted after the generated ones when they do not restate it: a small
+    model's supported sentences are often true but beside the point, and the answer should not lose what the
+    offline answer would have said. Only a sentence of a passage the model was shown, cited by its number."""
+    number = next((i for i, s in enumerate(prompt_sources, 1) if s.chunk_id == source.chunk_id), None)
+    sentence = sentence.strip()
+    if number is None or not sentence or sentence not in prompt_sources[number - 1].text:
+        return
+    if any(sentence in c.snippet or c.snippet in sentence for c in answer.citations if c.snippet.strip()):
+        return  # already restated
+    answer.text = f"{answer.text} {defuse_markers(sentence)} [{number}]"
+    if all(c.number != number for c in answer.citations):
+        s = prompt_sources[number - 1]
+        answer.citations.append(Citation(number, s.source, s.title, sentence, s.score, s.language, s.text, s.chunk_id,
+                                         s.url))
+        answer.citations.sort(key=lambda c: c.number)
 
 
 def _dropped(report: GuardReport) -> list[str]:

@@ -488,3 +488,14 @@ def test_endpoint_faults_fall_back_to_the_offline_answer(fault, fake_llm, make_e
     for text in (answer.notice, answer.text, repr(answer.to_dict()), caplog.text, captured.out, captured.err,
                  eng.mode_label):
         assert KEY not in text
+
+
+def test_a_supported_answer_keeps_the_offline_answers_best_sentence(fake_llm, make_engine, engine):
+    fake_llm.reply = lambda messages: quoted(messages, "[2]")  # true, from a passage, but not the best sentence
+    answer = make_engine(fake_llm.url + "/v1").ask(QUESTION)
+    generated = quoted(fake_llm.chat_requests[-1].messages, "[2]")
+    best = engine.ask(QUESTION).citations[0]  # the offline answer's first quote
+    assert answer.mode == "llm" and answer.text.startswith(generated)
+    assert best.snippet in answer.text  # quoted after the generated sentence, with the number of its passage
+    cited = [c for c in answer.citations if c.chunk_id == best.chunk_id]
+    assert cited and f"[{cited[0].number}]" in answer.text.split(generated, 1)[1]
