@@ -14,7 +14,7 @@ API endpoints (for ``gradio_client``):
 * ``/remove`` (sources: [source, ...]) removes documents from the index and the corpus; ``/reingest`` ()
   re-indexes corpus_dir.
 
-``/chat`` and ``/ask`` also take optional trailing ``sources`` and ``languages`` lists: only those
+``/chat_filtered`` and ``/ask_filtered`` take ``sources`` and ``languages`` lists after the history: only those
 documents (or languages) are searched, and an unknown value is refused with the valid ones.
 With a users file (QA_USERS_FILE) every page and route needs a sign-in; the handlers check the caller's
 role and limits themselves (qa.access), so a direct API call gets the same refusals as the page.
@@ -256,6 +256,21 @@ class UI(CorpusHandlers):
                 log.exception("API chat failed")
             raise gr.Error(short_error(exc), print_exception=False) from None
 
+    def api_chat_plain(self, question: str, history: list[list[str]] | None = None,
+                       request: gr.Request = None) -> Iterator[dict]:
+        """Answer a question about the news corpus, streaming (see /chat_filtered for the fields).
+
+        question: the question, any language. history: earlier turns as [[question, answer], ...], oldest first.
+        """
+        yield from self.api_chat(question, history, request=request)
+
+    def api_ask_plain(self, question: str, history: list[list[str]] | None = None, request: gr.Request = None) -> dict:
+        """Answer a question about the news corpus (not streamed); returns qa.Answer.to_dict().
+
+        history: earlier turns as [[question, answer], ...], oldest first.
+        """
+        return self.api_ask(question, history, request=request)
+
     def api_ask(self, question: str, history: list[list[str]] | None = None, sources: list[str] | None = None,
                 languages: list[str] | None = None, request: gr.Request = None) -> dict:
         """Answer a question about the news corpus (not streamed); returns qa.Answer.to_dict().
@@ -387,8 +402,11 @@ def build_app(engine: QAEngine, settings: Settings) -> gr.Blocks:
                   api_visibility="private")
         demo.load(ui.document_views, None, views, queue=False, api_visibility="private")
 
-        gr.api(ui.api_chat, api_name="chat", concurrency_id="answer")
-        gr.api(ui.api_ask, api_name="ask", concurrency_id="answer")
+        # /chat and /ask keep their two inputs (raw HTTP callers send exactly two); the filtered ones take four.
+        gr.api(ui.api_chat_plain, api_name="chat", concurrency_id="answer")
+        gr.api(ui.api_ask_plain, api_name="ask", concurrency_id="answer")
+        gr.api(ui.api_chat, api_name="chat_filtered", concurrency_id="answer")
+        gr.api(ui.api_ask, api_name="ask_filtered", concurrency_id="answer")
         gr.api(ui.api_documents, api_name="documents", queue=False)
         gr.api(ui.api_remove, api_name="remove", concurrency_id="ingest", concurrency_limit=1)
         gr.api(ui.reingest, api_name="reingest", concurrency_id="ingest", concurrency_limit=1)

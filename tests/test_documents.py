@@ -286,17 +286,17 @@ def test_ui_lists_filters_and_removes_documents(copied, engine):
         listed = client.predict(api_name="/documents")
         assert len(listed) == 5 and all(d["chunks"] > 0 for d in listed)
 
-        # The filters are optional trailing inputs: the two-argument calls keep working.
+        # The filtered routes take two more inputs; /ask and /chat keep their two.
         unfiltered = client.predict("Why was Sora's release delayed?", None, api_name="/ask")
         assert unfiltered["citations"]
-        zh = client.predict("Sora 可以生成多长的视频？", None, None, ["zh"], api_name="/ask")
+        zh = client.predict("Sora 可以生成多长的视频？", None, None, ["zh"], api_name="/ask_filtered")
         assert zh["citations"] and {c["source"] for c in zh["citations"]} == {ZH}
-        final = client.predict("Who leaked access to Sora?", [], [LEAK], None, api_name="/chat")
+        final = client.predict("Who leaked access to Sora?", [], [LEAK], None, api_name="/chat_filtered")
         assert final["done"] and {c["source"] for c in final["citations"]} == {LEAK}
         from gradio_client.exceptions import AppError
 
         with pytest.raises(AppError, match="unknown language 'de'; the corpus has: ar, fr, zh"):
-            client.predict("Why?", None, None, ["de"], api_name="/ask")
+            client.predict("Why?", None, None, ["de"], api_name="/ask_filtered")
 
         # The browser chat handler applies the selections too.
         steps = list(demo.qa_ui.respond("Why was Sora's release delayed?", [], [], [], ["ar"]))

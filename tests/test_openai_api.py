@@ -315,7 +315,7 @@ def test_engine_errors_are_short_and_never_internal():
 def failing(error: Exception, after: str = ""):
     """A replacement for the served engine's stream that fails (before or after some text), as a broken index
     or LLM would."""
-    def stream(question, history=None, top_k=None, *, progress=False):
+    def stream(question, history=None, top_k=None, *, progress=False, sources=None, languages=None):
         if after:
             yield after
         raise error
