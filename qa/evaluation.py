@@ -26,9 +26,10 @@ METRICS = ("hit@1", "hit@5", "mrr", "passage_hit@1", "passage_hit@5", "fact_reca
            "latency_p50_ms", "latency_p95_ms")
 # LLM mode only: answerable questions the model answered (not the offline fallback), the share of generated
 # sentences the guard kept, and the time until the first checked text reached the reader.
-LLM_METRICS = ("llm_answered", "sentences_supported", "first_text_p50_ms")
+LLM_METRICS = ("llm_answered", "sentences_supported", "first_text_p50_ms", "uncited_shown", "numbers_unsupported")
 KINDS = ("absent", "off_topic")  # of unanswerable cases: on-topic but not in the articles, or another topic
-LOWER_IS_BETTER = {"false_refusal_rate", "latency_p50_ms", "latency_p95_ms", "first_text_p50_ms"}
+LOWER_IS_BETTER = {"false_refusal_rate", "latency_p50_ms", "latency_p95_ms", "first_text_p50_ms", "uncited_shown",
+                   "numbers_unsupported"}
 
 
 @dataclass
@@ -166,6 +167,25 @@ class CaseResult:
     first_text_ms: float = 0.0
     sentences: int = 0  # sentences shown (LLM mode)
     dropped: int = 0  # generated sentences left out by the guard
+    uncited: int = 0  # LLM mode: shown sentences with no valid [n]
+    unsupported_numbers: int = 0  # LLM mode: numbers shown that neither the cited passages nor the question hold
+
+
+def shown_claims(text: str, citations: list[dict], question: str) -> tuple[int, int]:
+    """Checked here, apart from the guard: (sentences without a valid marker, numbers that no cited passage of
+    their sentence nor the question holds)."""
+    from qa.guard import _numbers
+
+    passages = {c["number"]: c.get("passage") or c.get("snippet", "") for c in citations}
+    uncited = unsupported = 0
+    for sentence in split_sentences(text):
+        cited = [int(n) for n in re.findall(r"\[(\d+)\]", sentence) if int(n) in passages]
+        if not cited:
+            uncited += 1
+            continue
+        known = set().union(*(_numbers(passages[n]) for n in cited)) | _numbers(question) | {"1", "2", "3"}
+        unsupported += len(_numbers(re.sub(r"\[\d+\]", "", sentence)) - known)
+    return uncited, unsupported
 
 
 def summarize(results: list[CaseResult]) -> dict[str, float]:
@@ -200,6 +220,8 @@ def summarize(results: list[CaseResult]) -> dict[str, float]:
         out["sentences_supported"] = shown / (shown + dropped) if shown + dropped else float("nan")
         firsts = sorted(r.first_text_ms for r in results if r.first_text_ms)
         out["first_text_p50_ms"] = statistics.median(firsts) if firsts else 0.0
+        out["uncited_shown"] = float(sum(r.uncited for r in results))
+        out["numbers_unsupported"] = float(sum(r.unsupported_numbers for r in results))
     judged = [r.judge for r in results if r.judge]
     for key in ("faithfulness", "correctness"):
         vals = [j[key] for j in judged if key in j]
@@ -254,6 +276,8 @@ def run_system(system: System, cases: list[TestCase], corpus_texts: dict[str, st
             mode=out.mode, first_text_ms=out.first_text_ms, dropped=out.dropped,
             sentences=len(split_sentences(out.text)) if out.mode == "llm" and not out.refused else 0,
         )
+        if out.mode == "llm" and not out.refused:
+            result.uncited, result.unsupported_numbers = shown_claims(out.text, out.citations, case.question)
         if judge is not None and case.answerable and not out.refused:
             result.judge = judge(case, out)
         results.append(result)

@@ -169,3 +169,12 @@ def test_a_failed_threshold_exits_non_zero(seeded, monkeypatch, capsys):
     assert main(["eval", "--testset", str(TESTSET), "--no-baselines", "--min", "hit@1=1.01"]) == 1
     assert "threshold failed: hit@1" in capsys.readouterr().err
     assert main(["eval", "--min", "nonsense=1"]) == 1
+
+
+def test_llm_answers_are_checked_apart_from_the_guard():
+    from qa.evaluation import shown_claims
+
+    citations = [{"number": 1, "passage": "Sora makes videos of 20 seconds."}, {"number": 2, "snippet": "In 2024."}]
+    assert shown_claims("Videos last 20 seconds [1]. It came in 2024 [2].", citations, "How long?") == (0, 0)
+    assert shown_claims("Videos last 60 seconds [1]. It is great.", citations, "How long?") == (1, 1)
+    assert shown_claims("It costs 20 dollars [7].", citations, "Price in 2024?") == (1, 0)  # [7] is no source
