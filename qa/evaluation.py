@@ -419,6 +419,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max", action="append", default=[], metavar="METRIC=VALUE", help="fail if ours is above")
     p.add_argument("--no-baselines", action="store_true")
     p.add_argument("--judge", action="store_true", help="LLM mode: grade faithfulness and correctness")
+    p.add_argument("--from-feedback", dest="from_feedback", metavar="FILE",
+                   help="instead of evaluating: turn the thumbs-down entries of a feedback file (the UI's ratings, "
+                        "QA_FEEDBACK_FILE) into draft test cases, written to --drafts or printed")
+    p.add_argument("--drafts", metavar="OUT", help="with --from-feedback: the JSONL file to write")
 
 
 def _thresholds(specs: list[str], flag: str) -> list[tuple[str, float, str]]:
@@ -438,10 +442,26 @@ def _thresholds(specs: list[str], flag: str) -> list[tuple[str, float, str]]:
     return out
 
 
+def _drafts_from_feedback(path: Path, out: str | None) -> int:
+    from qa.conversations import FeedbackLog, draft_cases
+
+    drafts = draft_cases(FeedbackLog(path).read())
+    text = "".join(json.dumps(d, ensure_ascii=False) + "\n" for d in drafts)
+    if out:
+        Path(out).write_text(text, encoding="utf-8")
+        print(f"{len(drafts)} draft test case(s) from the thumbs-down answers in {path} written to {out}; review "
+              "each (expected_sources, expected_facts) before adding it to a test set", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from qa.engine import QAEngine
     from qa.settings import load_settings
 
+    if args.from_feedback:
+        return _drafts_from_feedback(Path(args.from_feedback), args.drafts)
     mins, maxs = _thresholds(args.min, "--min"), _thresholds(args.max, "--max")
     cases = load_testset(args.testset)
     overrides: dict[str, Any] = {"mode": args.mode}

@@ -249,6 +249,10 @@ class AuthSettings(_Group):
         None, description="JSON-lines trail of corpus changes (uploads, removals, re-ingests); default "
         "persist_dir/audit.jsonl.",
     )
+    feedback_file: Path | None = Field(
+        None, description="JSON-lines file of the readers' thumbs up/down on answers (with question, answer and "
+        "citations); default persist_dir/feedback.jsonl. `qa eval --from-feedback` drafts test cases from it.",
+    )
     log_questions: bool = Field(
         False, description="Write question text to the server log (off: logs and the audit trail never hold it)."
     )
@@ -284,6 +288,7 @@ LEGACY: dict[str, tuple[str, str]] = {
     "login_delay": ("auth", "login_delay"),
     "audit_file": ("auth", "audit_file"),
     "log_questions": ("auth", "log_questions"),
+    "feedback_file": ("auth", "feedback_file"),
 }
 GROUPS = ("retrieval", "answering", "llm", "ui", "auth")
 
@@ -450,6 +455,11 @@ class Settings(BaseSettings):
     def audit_path(self) -> Path:
         """Where the audit trail goes: auth.audit_file, or next to the store."""
         return Path(self.auth.audit_file or Path(self.persist_dir) / "audit.jsonl")
+
+    @property
+    def feedback_path(self) -> Path:
+        """Where ratings go: auth.feedback_file, or next to the store."""
+        return Path(self.auth.feedback_file or Path(self.persist_dir) / "feedback.jsonl")
 
     @property
     def use_llm(self) -> bool:

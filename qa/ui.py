@@ -28,11 +28,13 @@ import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
 from qa.access import Access, ClientAddressMiddleware
+from qa.conversations import FeedbackLog, exchanges_of, to_json, to_markdown
 from qa.engine import QAEngine
 from qa.errors import ConfigError, LLMError, PermissionDenied, QAError, RateLimited, StoreError
 from qa.query import clean_question
@@ -219,6 +221,40 @@ class UI(CorpusHandlers):
             return render_sources_html(turns[index // 2].answer)
         return gr.update()
 
+    # --- conversations --------------------------------------------------------------------------
+    def export(self, turns: list[Turn] | None, request: gr.Request = None):
+        """The Export button: the conversation as conversation.md and conversation.json, to download."""
+        import tempfile
+
+        try:
+            self.access.require(request, "export")
+        except PermissionDenied as exc:
+            raise gr.Error(str(exc), print_exception=False) from None
+        exchanges = exchanges_of(turns)
+        if not exchanges:
+            raise gr.Error("Nothing to export yet: ask a question first.", print_exception=False)
+        folder = Path(tempfile.mkdtemp(prefix="qa-export-"))
+        (folder / "conversation.md").write_text(to_markdown(exchanges), encoding="utf-8")
+        (folder / "conversation.json").write_text(to_json(exchanges), encoding="utf-8")
+        return gr.update(value=[str(folder / "conversation.md"), str(folder / "conversation.json")], visible=True)
+
+    def feedback(self, turns: list[Turn] | None, evt: gr.LikeData, request: gr.Request = None) -> str:
+        """A thumbs up/down on an answer: stored with its question and citations (settings.feedback_path)."""
+        index = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
+        turns = turns or []
+        if not isinstance(index, int) or not 0 <= index // 2 < len(turns) or turns[index // 2].answer is None:
+            return render_notice_html("Only a finished answer can be rated.", "warning")
+        turn = turns[index // 2]
+        try:
+            who = self.access.require(request, "ask").who
+            FeedbackLog(self.settings.feedback_path).append(turn.question, turn.answer, evt.liked is True, who)
+        except PermissionDenied as exc:
+            return render_notice_html(str(exc), "error")
+        except OSError as exc:
+            log.warning("feedback not saved: %s", exc)
+            return render_notice_html("Your rating could not be saved; the server log says why.", "error")
+        return render_notice_html("Thanks: your rating was saved with the answer and its sources.", "ok")
+
     @staticmethod
     def new_chat():
         return [], [], SOURCES_EMPTY, "", ""
@@ -353,7 +389,11 @@ def build_app(engine: QAEngine, settings: Settings) -> gr.Blocks:
                 notice = gr.HTML("", elem_id="qa-notice")
                 examples = gr.Examples(EXAMPLES, inputs=[question], label="Examples (English, French, Arabic, Chinese)",
                                        elem_id="qa-examples", api_visibility="private")
-                new = gr.Button("New chat", size="sm", elem_id="qa-new")
+                with gr.Row():
+                    new = gr.Button("New chat", size="sm", elem_id="qa-new")
+                    export = gr.Button("Export chat (Markdown, JSON)", size="sm", elem_id="qa-export")
+                exported = gr.File(label="Exported conversation", file_count="multiple", interactive=False,
+                                   visible=False, elem_id="qa-exported")
             with gr.Column(scale=2, min_width=320):
                 gr.HTML("<h3 style='margin:.2em 0'>Sources</h3>")
                 sources = gr.HTML(SOURCES_EMPTY, elem_id="qa-sources-box")
@@ -392,6 +432,8 @@ def build_app(engine: QAEngine, settings: Settings) -> gr.Blocks:
         chatbot.clear(ui.new_chat, None, [chatbot, turns, sources, notice, question], cancels=answering,
                       queue=False, api_visibility="private")
         chatbot.select(ui.select, [turns], [sources], queue=False, api_visibility="private")
+        chatbot.like(ui.feedback, [turns], [notice], queue=False, api_visibility="private")
+        export.click(ui.export, [turns], [exported], queue=False, api_visibility="private")
         views = [documents, to_remove, filter_sources, filter_languages]
         files.upload(ui.add_documents, [files], [upload_result, status, files], concurrency_limit=1,
                      concurrency_id="ingest", api_name="upload", show_progress="full").then(
