@@ -174,11 +174,11 @@ class CaseResult:
 def shown_claims(text: str, citations: list[dict], question: str) -> tuple[int, int]:
     """Checked here, apart from the guard: (sentences without a valid marker, numbers that no cited passage of
     their sentence nor the question holds)."""
-    from qa.guard import _numbers
+    from qa.guard import _numbers, attach_markers
 
     passages = {c["number"]: c.get("passage") or c.get("snippet", "") for c in citations}
     uncited = unsupported = 0
-    for sentence in split_sentences(text):
+    for sentence in split_sentences(attach_markers(text)):
         cited = [int(n) for n in re.findall(r"\[(\d+)\]", sentence) if int(n) in passages]
         if not cited:
             uncited += 1

@@ -83,6 +83,11 @@ def declines(text: str) -> bool:
 _MARKER_AFTER_STOP = re.compile(r"([.!?。！？؟])(\s*)((?:\[\d+(?:\s*[,;]\s*\d+)*\]\s*)+)")
 
 
+def attach_markers(text: str) -> str:
+    """ "A. [1] B. [2]" -> "A [1]. B [2].": a marker after the full stop belongs to the sentence before it."""
+    return _MARKER_AFTER_STOP.sub(lambda m: f" {m.group(3).strip()}{m.group(1)} ", text).strip()
+
+
 def _fold(text: str) -> str:
     text = unicodedata.normalize("NFKD", text.lower())
     return "".join(c for c in text if not unicodedata.combining(c))
@@ -169,8 +174,7 @@ class AnswerGuard:
         text = plain_text(raw)
         if not text or (final and declines(text)):
             return GuardReport("", declined=bool(text) or final)
-        # "A. [1] B. [2]" -> "A [1]. B [2].": a marker after the full stop belongs to the sentence before it.
-        text = _MARKER_AFTER_STOP.sub(lambda m: f" {m.group(3).strip()}{m.group(1)} ", text).strip()
+        text = attach_markers(text)
         sentences = [s.strip() for s in split_sentences(text) if s.strip()]
         pending = ""
         if not final:  # the last sentence may still grow, or get its marker: check it with the next one

@@ -178,3 +178,4 @@ def test_llm_answers_are_checked_apart_from_the_guard():
     assert shown_claims("Videos last 20 seconds [1]. It came in 2024 [2].", citations, "How long?") == (0, 0)
     assert shown_claims("Videos last 60 seconds [1]. It is great.", citations, "How long?") == (1, 1)
     assert shown_claims("It costs 20 dollars [7].", citations, "Price in 2024?") == (1, 0)  # [7] is no source
+    assert shown_claims("Videos last 20 seconds. [1] It came in 2024. [2]", citations, "How long?") == (0, 0)

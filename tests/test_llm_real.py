@@ -16,7 +16,7 @@ from gradio_client import Client
 
 import qa
 from benchmarks.llama_server import LlamaServer
-from qa.guard import _numbers
+from qa.guard import _numbers, attach_markers
 from qa.schema import Progress
 from qa.text import split_sentences
 
@@ -47,7 +47,7 @@ def assert_supported(answer: qa.Answer) -> None:
     answer, and every number in it is written in that passage."""
     assert answer.citations, answer
     passages = {c.number: c.passage for c in answer.citations}
-    for sentence in split_sentences(answer.text):
+    for sentence in split_sentences(attach_markers(answer.text)):  # "A quote. [1]" is one cited sentence
         cited = [int(n) for n in re.findall(r"\[(\d+)\]", sentence)]
         assert cited and all(n in passages for n in cited), (sentence, answer.text)
         body = re.sub(r"\[\d+\]", "", sentence)
@@ -114,6 +114,7 @@ def _slice(path, per_language: int = 3, unanswerable: int = 4) -> list[dict]:
     return picked
 
 
+@pytest.mark.timeout(1800)  # 16 questions through a CPU server: 3-5 minutes on an idle machine
 def test_held_out_quality_in_llm_mode(seeded, llama, monkeypatch, tmp_path, capsys):
     from qa.cli import main
 
