@@ -12,6 +12,10 @@ API endpoints (for ``gradio_client``):
 * ``/upload`` (files) adds .txt/.md/.html/.pdf/.docx documents to the corpus and returns a short report;
 * ``/remove`` (sources: [str]) removes documents; ``/reingest`` () re-indexes corpus_dir.
 
+:func:`build_app` takes an open engine or a :class:`qa.loader.EngineLoader` still opening one (``app.py``
+serves the page while the index loads): the status line says the index is loading, and a question
+asked meanwhile shows "Loading the index…" in the sources panel, waits, then is answered.
+
 With a users file (QA_USERS_FILE) every page and route needs a sign-in; the handlers check the caller's
 role and limits themselves (qa.access), so a direct API call gets the same refusals as the page.
 :func:`launch` also serves the OpenAI-compatible ``/v1/chat/completions`` and ``/v1/models`` of
@@ -26,16 +30,14 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 
 from qa.access import Access, ClientAddressMiddleware, Identity
 from qa.audit import sha256_of
-from qa.engine import QAEngine
 from qa.errors import ConfigError, LLMError, PermissionDenied, QAError, RateLimited, StoreError
-from qa.ingest import UploadReport, add_documents, ingest, remove_documents
-from qa.query import clean_question
+from qa.loader import LOADING, EngineLoader, as_loader
 from qa.render import (
     CSS,
     SOURCES_EMPTY,
@@ -51,6 +53,10 @@ from qa.render import (
 from qa.schema import Answer, Progress
 from qa.settings import Settings
 from qa.users import allowed
+
+if TYPE_CHECKING:  # LlamaIndex and Chroma load in the engine loader's thread, not before the page is served
+    from qa.engine import QAEngine
+    from qa.ingest import UploadReport
 
 __all__ = ["UI", "build_app", "launch", "launch_kwargs", "warm_up", "esc", "highlight", "render_answer_html",
            "render_sources_html", "render_status_html", "history_pairs", "short_error", "Turn"]
@@ -125,10 +131,19 @@ class Turn:
 class UI:
     """The handlers of the page and of the API, bound to one engine and its settings."""
 
-    def __init__(self, engine: QAEngine, settings: Settings, access: Access | None = None):
-        self.engine = engine
+    def __init__(self, engine: QAEngine | EngineLoader, settings: Settings, access: Access | None = None):
+        self.engine = engine  # an open engine, or a loader whose attribute reads wait for it
+        self.loader = as_loader(engine)
         self.settings = settings
         self.access = access or Access(settings)
+
+    def status_html(self) -> str:
+        """The header line; while the engine loads, a note that it is loading (without waiting)."""
+        if not self.loader.done:
+            return render_notice_html(LOADING)
+        if self.loader.error is not None:
+            return render_notice_html(short_error(self.loader.error), "error")
+        return render_status_html(self.loader.result())
 
     def _shown(self, question: str) -> str:
         """The question as the server log may show it: only with log_questions on."""
@@ -149,6 +164,8 @@ class UI:
             raise gr.Error(str(exc), print_exception=False) from None
 
     def _respond(self, question: str, messages: list | None, turns: list[Turn] | None):
+        from qa.query import clean_question
+
         messages = list(messages or [])
         turns = list(turns or [])
         try:
@@ -161,10 +178,13 @@ class UI:
         turns.append(turn)
         messages.append({"role": "user", "content": render_question_html(q)})
         messages.append({"role": "assistant", "content": render_answer_html("", pending=True)})
-        yield "", list(messages), render_sources_html(None, status="Searching the articles…"), turns, ""
         text = ""
         try:
-            for event in self.engine.stream(q, history, progress=True):
+            if not self.loader.done:  # app.py serves the page before the index is open: say so, then wait
+                yield "", list(messages), render_sources_html(None, status=LOADING), turns, ""
+                self.loader.result()
+            yield "", list(messages), render_sources_html(None, status="Searching the articles…"), turns, ""
+            for event in self.loader.result().stream(q, history, progress=True):
                 if isinstance(event, Answer):
                     turn.answer, turn.text = event, event.text
                     messages[-1] = {"role": "assistant", "content": self._final_html(event)}
@@ -233,7 +253,9 @@ class UI:
             with self.access.question(request):
                 pairs = history_pairs(history)
                 text = ""
-                for event in self.engine.stream(question, pairs, progress=True):
+                if not self.loader.done:
+                    yield {"text": "", "done": False, "status": LOADING}
+                for event in self.loader.result().stream(question, pairs, progress=True):
                     if isinstance(event, Answer):
                         yield {**event.to_dict(), "done": True}
                     elif isinstance(event, Progress):
@@ -300,6 +322,8 @@ class UI:
             raise gr.Error("name at least one document to remove (its source, as cited)", print_exception=False)
         digests = {name: sha256_of(Path(self.settings.corpus_dir) / name) for name in names}
         try:
+            from qa.ingest import remove_documents
+
             report = remove_documents(self.settings, names)
         except QAError as exc:
             for name in names:
@@ -323,6 +347,8 @@ class UI:
             self.access.record(self.access.identify(request).who, "reingest", "", "", f"refused: {exc}")
             raise gr.Error(str(exc), print_exception=False) from None
         try:
+            from qa.ingest import ingest
+
             report = ingest(self.settings, embed_model=self.engine.embed_model)
         except QAError as exc:
             self.access.record(who.who, "reingest", str(self.settings.corpus_dir), "", f"failed: {exc}")
@@ -338,9 +364,13 @@ class UI:
         can_edit = allowed(who.role, "upload")
         signed = (f"<p class='qa-sub'>Signed in as <b>{esc(who.username)}</b> ({esc(who.role or 'no role')}) · "
                   "<a href='logout'>Sign out</a></p>") if who.username else ""
-        return render_status_html(self.engine), gr.update(visible=can_edit), signed
+        if not self.loader.done:  # the header says "loading" until the engine is open, then the corpus
+            self.loader.wait()
+        return self.status_html(), gr.update(visible=can_edit), signed
 
     def upload(self, files: list | str | None, progress=None) -> UploadReport:
+        from qa.ingest import UploadReport, add_documents
+
         if not files:
             return UploadReport()
         paths = _paths(files)
@@ -376,8 +406,11 @@ def _as_list(sources: list[str] | str | None) -> list[str]:
     return [str(s).strip() for s in items if str(s).strip()]
 
 
-def build_app(engine: QAEngine, settings: Settings) -> gr.Blocks:
-    """The chat page on an open engine. Launch it with :func:`launch` (CSS, limits, no outside calls)."""
+def build_app(engine: QAEngine | EngineLoader, settings: Settings) -> gr.Blocks:
+    """The chat page on an open engine, or on a loader opening one (the page does not wait for it).
+
+    Launch it with :func:`launch` (CSS, limits, no outside calls).
+    """
     ui = UI(engine, settings)
     with gr.Blocks(title=TITLE, analytics_enabled=False, fill_width=True) as demo:
         demo.qa_ui = ui  # for tests and embedding
@@ -388,7 +421,7 @@ def build_app(engine: QAEngine, settings: Settings) -> gr.Blocks:
                 "</div>",
                 elem_id="qa-title",
             )
-        status = gr.HTML(render_status_html(engine), elem_id="qa-status")
+        status = gr.HTML(ui.status_html(), elem_id="qa-status")
         signed_in = gr.HTML("", elem_id="qa-signed-in")
         turns = gr.State([])
         with gr.Row(equal_height=False):
