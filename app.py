@@ -3,8 +3,9 @@
 Settings come from QA_* environment variables and .env (see qa/settings.py); --host and --port override
 QA_HOST and QA_PORT. Off loopback it starts only with users to sign in (QA_USERS_FILE, see `qa users`)
 or QA_ALLOW_ANONYMOUS=true. The OpenAI-compatible /v1 endpoint (qa/openai_api.py) is served on the same port
-(settings.ui.serve_api: a loopback host, or QA_API_KEY set). The corpus is ingested first when the store is empty
-or missing. Analytics, share links and every other outside call stay off.
+(settings.ui.serve_api: a loopback host, or QA_API_KEY set). The page is served at once and the engine opens
+in the background (questions wait for it); the corpus is ingested first when the store is empty or missing.
+Analytics, share links and every other outside call stay off.
 """
 
 from __future__ import annotations

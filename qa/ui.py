@@ -1,8 +1,8 @@
 """The browser chat UI on Gradio: the Blocks app and its handlers, on the Python API.
 
 Everything shown that comes from a document is escaped by qa.render; uploads go through
-qa.ingest.add_documents. ``app.py`` only parses flags, opens the engine and calls :func:`build_app`
-and :func:`launch`.
+qa.ingest.add_documents. ``app.py`` only parses flags, starts opening the engine (qa.loader) and calls
+:func:`build_app` and :func:`launch`.
 
 API endpoints (for ``gradio_client``):
 
