@@ -376,3 +376,14 @@ def test_repeated_sentences_are_embedded_once_with_the_same_vectors(fresh, monke
     assert len(sentences["ids"]) == sum(len(c.sentences) for c in chunks)  # rows as before, one per sentence
     for text, vector in zip(sentences["documents"], sentences["embeddings"]):
         assert abs(model.encode([text])[0] - vector).max() < 1e-5
+
+
+def test_vector_cache_is_bounded_and_keeps_what_the_group_needs():
+    from qa.embeddings import USEEmbedding
+    from qa.ingest import VectorCache
+
+    model, cache = USEEmbedding(), VectorCache(limit=3)
+    assert cache.embed(model, ["one", "two", "three", "two"]) == 3
+    assert cache.embed(model, ["one", "four", "five"]) == 2  # "one" is cached; the oldest others go
+    assert "one" in cache and "four" in cache and "five" in cache and "two" not in cache
+    assert abs(model.encode(["one"])[0] - cache["one"]).max() < 1e-6
