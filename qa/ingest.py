@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
+
 from qa.chunking import Chunk, chunk_text, make_splitter
 from qa.embeddings import LocalEmbedding, make_embedding
 from qa.errors import ConfigError, QAError, StoreError
@@ -25,6 +27,41 @@ from qa.store import DocRecord, Store, describe_location
 
 log = logging.getLogger(__name__)
 ProgressFn = Callable[[int, int, str], None]  # (chunks done, chunks total, current source)
+
+# Documents are embedded in groups: one encode call for the distinct new texts of several documents (each
+# text once: chunk overlap repeats sentences, and a one-sentence chunk is its own sentence), then each
+# document's chunks are written and its manifest record swapped, one document at a time as before. A group
+# closes once it holds this many distinct texts, so that progress still moves every few seconds.
+GROUP_TEXTS = 128
+CACHE_TEXTS = 20_000  # vectors kept across groups, for texts repeated between documents (boilerplate)
+
+
+class VectorCache:
+    """Vectors of texts embedded in this run, keyed by text (the same text always gets the same vector)."""
+
+    def __init__(self, limit: int = CACHE_TEXTS):
+        self.limit = limit
+        self._vectors: dict[str, np.ndarray] = {}  # rows of the float32 batches, as the model returned them
+
+    def __contains__(self, text: str) -> bool:
+        return text in self._vectors
+
+    def __getitem__(self, text: str) -> list[float]:
+        return self._vectors[text].tolist()
+
+    def embed(self, model: LocalEmbedding, texts: list[str]) -> int:
+        """Embed those of texts not cached yet, in one call; returns how many were embedded."""
+        todo = list(dict.fromkeys(t for t in texts if t not in self._vectors))
+        if not todo:
+            return 0
+        vectors = model.encode(todo, is_query=False)
+        overflow = len(self._vectors) + len(todo) - self.limit
+        if overflow > 0:  # forget the oldest, never a text the group being written needs
+            needed = set(texts)
+            for old in [t for t in self._vectors if t not in needed][:overflow]:
+                del self._vectors[old]
+        self._vectors.update(zip(todo, vectors))
+        return len(todo)
 
 
 @dataclass
@@ -165,26 +202,30 @@ def _sync(settings: Settings, store: Store, model: LocalEmbedding, progress: Pro
     if progress is None and total:
         bar, progress = _tqdm_progress(total)
     done = 0
+    cache = VectorCache()
     try:
-        for f, chunks, existed in todo:
-            new_ids = [c.id for c in chunks]
-            already = store.existing_chunk_ids(new_ids)
-            fresh = [c for c in chunks if c.id not in already]
-            _write(store, model, f, fresh)
-            old = manifest.get(f.source)
-            store.commit_document(
-                DocRecord(f.source, f.file_hash, sig, f.title, f.language, f.url, f.date, new_ids, _now())
-            )
-            stale = set(old.chunk_ids) - set(new_ids) if old else set()
-            store.delete_chunks(stale)
-            report.chunks_added += len(fresh)
-            report.chunks_removed += len(stale)
-            report.embedded_texts += len(fresh) + sum(len(c.sentences) for c in fresh)
-            report.updated += existed
-            report.added += not existed
-            done += len(chunks)
-            if progress:
-                progress(done, total, f.source)
+        for group in _groups(store, todo, cache):
+            # One encode call for the group; a failure here leaves all of its documents as they were.
+            texts = [t for _, _, _, fresh in group for t in _texts(fresh)]
+            if bar is not None:  # the bar moves per committed document; say what the wait is for
+                bar.set_postfix_str(f"embedding {len(set(texts))} texts of {len(group)} documents")
+            report.embedded_texts += cache.embed(model, texts)
+            for f, chunks, existed, fresh in group:
+                new_ids = [c.id for c in chunks]
+                _write(store, cache, f, fresh)
+                old = manifest.get(f.source)
+                store.commit_document(
+                    DocRecord(f.source, f.file_hash, sig, f.title, f.language, f.url, f.date, new_ids, _now())
+                )
+                stale = set(old.chunk_ids) - set(new_ids) if old else set()
+                store.delete_chunks(stale)
+                report.chunks_added += len(fresh)
+                report.chunks_removed += len(stale)
+                report.updated += existed
+                report.added += not existed
+                done += len(chunks)
+                if progress:
+                    progress(done, total, f.source)
         for source in gone:
             report.chunks_removed += _forget(store, manifest[source])
             report.removed += 1
@@ -209,13 +250,34 @@ def _forget(store: Store, record: DocRecord) -> int:
     return len(record.chunk_ids)
 
 
-def _write(store: Store, model: LocalEmbedding, f: CorpusFile, chunks: list[Chunk]) -> None:
+def _texts(chunks: list[Chunk]) -> list[str]:
+    """What a document's new chunks need embedded: each chunk's text and each of its sentences."""
+    return [t for c in chunks for t in (c.text, *c.sentences)]
+
+
+def _groups(store: Store, todo: list[tuple[CorpusFile, list[Chunk], bool]], cache: VectorCache):
+    """Documents in groups of about GROUP_TEXTS distinct new texts: (file, chunks, existed, fresh chunks)."""
+    group: list[tuple[CorpusFile, list[Chunk], bool, list[Chunk]]] = []
+    pending: set[str] = set()
+    for f, chunks, existed in todo:
+        already = store.existing_chunk_ids([c.id for c in chunks])
+        fresh = [c for c in chunks if c.id not in already]  # left by an interrupted run: reused as they are
+        group.append((f, chunks, existed, fresh))
+        pending.update(t for t in _texts(fresh) if t not in cache)
+        if len(pending) >= GROUP_TEXTS:
+            yield group
+            group, pending = [], set()
+    if group:
+        yield group
+
+
+def _write(store: Store, cache: VectorCache, f: CorpusFile, chunks: list[Chunk]) -> None:
     if not chunks:
         return
     texts = [c.text for c in chunks]
     sentences = [(c, i, s) for c in chunks for i, s in enumerate(c.sentences)]
-    vectors = model.encode(texts + [s for _, _, s in sentences], is_query=False)
-    chunk_vecs, sent_vecs = vectors[: len(texts)], vectors[len(texts) :]
+    chunk_vecs = [cache[t] for t in texts]
+    sent_vecs = [cache[s] for _, _, s in sentences]
     metadatas = [
         {
             "source": f.source,
@@ -232,10 +294,10 @@ def _write(store: Store, model: LocalEmbedding, f: CorpusFile, chunks: list[Chun
     sentence_rows = (
         [f"{c.id}:{i}" for c, i, _ in sentences],
         [s for _, _, s in sentences],
-        sent_vecs.tolist(),
+        sent_vecs,
         [{"chunk_id": c.id, "source": f.source, "index": i} for c, i, _ in sentences],
     )
-    store.write_chunks([c.id for c in chunks], texts, chunk_vecs.tolist(), metadatas, sentence_rows)
+    store.write_chunks([c.id for c in chunks], texts, chunk_vecs, metadatas, sentence_rows)
 
 
 def _sweep_orphans(store: Store) -> None:

@@ -36,18 +36,19 @@ import logging
 import time
 import uuid
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from qa.access import Access
-from qa.engine import QAEngine
 from qa.errors import ConfigError, LLMError, QAError, StoreError
-from qa.query import clean_question
 from qa.schema import Answer, Citation, Progress
 from qa.settings import Settings
+
+if TYPE_CHECKING:  # the engine (LlamaIndex, Chroma) is imported by whoever opens it
+    from qa.engine import QAEngine
 
 __all__ = ["MODEL", "build_router", "citation_dict", "parse_messages"]
 
@@ -128,6 +129,8 @@ def parse_messages(messages: Any, max_chars: int) -> tuple[str, list[tuple[str, 
         raise RequestError("the last message (system messages aside) must be a user message with the question",
                            "messages")
     try:
+        from qa.query import clean_question
+
         question = clean_question(turns[-1][1], max_chars)
     except ConfigError as exc:
         raise RequestError(str(exc), f"messages[{len(messages) - 1}].content") from None

@@ -1,8 +1,8 @@
 """The browser chat UI on Gradio: the Blocks app and its handlers, on the Python API.
 
 Everything shown that comes from a document is escaped by qa.render; uploads go through
-qa.ingest.add_documents. ``app.py`` only parses flags, opens the engine and calls :func:`build_app`
-and :func:`launch`.
+qa.ingest.add_documents. ``app.py`` only parses flags, starts opening the engine (qa.loader) and calls
+:func:`build_app` and :func:`launch`.
 
 API endpoints (for ``gradio_client``):
 
@@ -16,6 +16,10 @@ API endpoints (for ``gradio_client``):
 
 ``/chat_filtered`` and ``/ask_filtered`` take ``sources`` and ``languages`` lists after the history: only those
 documents (or languages) are searched, and an unknown value is refused with the valid ones.
+:func:`build_app` takes an open engine or a :class:`qa.loader.EngineLoader` still opening one (``app.py``
+serves the page while the index loads): the status line says the index is loading, and a question
+asked meanwhile shows "Loading the index…" in the sources panel, waits, then is answered.
+
 With a users file (QA_USERS_FILE) every page and route needs a sign-in; the handlers check the caller's
 role and limits themselves (qa.access), so a direct API call gets the same refusals as the page.
 :func:`launch` also serves the OpenAI-compatible ``/v1/chat/completions`` and ``/v1/models`` of
@@ -29,15 +33,14 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 
 from qa.access import Access, ClientAddressMiddleware
 from qa.conversations import FeedbackLog, exchanges_of, to_json, to_markdown
-from qa.engine import QAEngine
 from qa.errors import ConfigError, LLMError, PermissionDenied, QAError, RateLimited, StoreError
-from qa.query import clean_question
+from qa.loader import LOADING, EngineLoader, as_loader
 from qa.render import (
     CSS,
     SOURCES_EMPTY,
@@ -55,6 +58,9 @@ from qa.schema import Answer, Progress
 from qa.settings import Settings
 from qa.ui_corpus import CorpusHandlers
 from qa.users import allowed
+
+if TYPE_CHECKING:  # LlamaIndex and Chroma load in the engine loader's thread, not before the page is served
+    from qa.engine import QAEngine
 
 __all__ = ["UI", "build_app", "launch", "launch_kwargs", "warm_up", "esc", "highlight", "render_answer_html",
            "render_sources_html", "render_status_html", "history_pairs", "short_error", "Turn"]
@@ -129,10 +135,19 @@ class Turn:
 class UI(CorpusHandlers):
     """The handlers of the page and of the API, bound to one engine and its settings."""
 
-    def __init__(self, engine: QAEngine, settings: Settings, access: Access | None = None):
-        self.engine = engine
+    def __init__(self, engine: QAEngine | EngineLoader, settings: Settings, access: Access | None = None):
+        self.engine = engine  # an open engine, or a loader whose attribute reads wait for it
+        self.loader = as_loader(engine)
         self.settings = settings
         self.access = access or Access(settings)
+
+    def status_html(self) -> str:
+        """The header line; while the engine loads, a note that it is loading (without waiting)."""
+        if not self.loader.done:
+            return render_notice_html(LOADING)
+        if self.loader.error is not None:
+            return render_notice_html(short_error(self.loader.error), "error")
+        return render_status_html(self.loader.result())
 
     def _shown(self, question: str) -> str:
         """The question as the server log may show it: only with log_questions on."""
@@ -155,6 +170,8 @@ class UI(CorpusHandlers):
 
     def _respond(self, question: str, messages: list | None, turns: list[Turn] | None,
                  sources: list[str] | None = None, languages: list[str] | None = None):
+        from qa.query import clean_question
+
         messages = list(messages or [])
         turns = list(turns or [])
         filters = _filters(sources, languages)
@@ -170,10 +187,13 @@ class UI(CorpusHandlers):
         turns.append(turn)
         messages.append({"role": "user", "content": render_question_html(q)})
         messages.append({"role": "assistant", "content": render_answer_html("", pending=True)})
-        yield "", list(messages), render_sources_html(None, status="Searching the articles…"), turns, ""
         text = ""
         try:
-            for event in self.engine.stream(q, history, progress=True, **filters):
+            if not self.loader.done:  # app.py serves the page before the index is open: say so, then wait
+                yield "", list(messages), render_sources_html(None, status=LOADING), turns, ""
+                self.loader.result()
+            yield "", list(messages), render_sources_html(None, status="Searching the articles…"), turns, ""
+            for event in self.loader.result().stream(q, history, progress=True, **filters):
                 if isinstance(event, Answer):
                     turn.answer, turn.text = event, event.text
                     messages[-1] = {"role": "assistant", "content": self._final_html(event)}
@@ -279,7 +299,9 @@ class UI(CorpusHandlers):
                 pairs = history_pairs(history)
                 filters = _filters(sources, languages)
                 text = ""
-                for event in self.engine.stream(question, pairs, progress=True, **filters):
+                if not self.loader.done:
+                    yield {"text": "", "done": False, "status": LOADING}
+                for event in self.loader.result().stream(question, pairs, progress=True, **filters):
                     if isinstance(event, Answer):
                         yield {**event.to_dict(), "done": True}
                     elif isinstance(event, Progress):
@@ -325,8 +347,11 @@ class UI(CorpusHandlers):
         can_edit = allowed(who.role, "upload")
         signed = (f"<p class='qa-sub'>Signed in as <b>{esc(who.username)}</b> ({esc(who.role or 'no role')}) · "
                   "<a href='logout'>Sign out</a></p>") if who.username else ""
+        if not self.loader.done:  # the header says "loading" until the engine is open, then the corpus
+            self.loader.wait()
         editing = gr.update(visible=can_edit)
-        return render_status_html(self.engine), editing, signed, editing, editing
+        return self.status_html(), editing, signed, editing, editing
+
 
 def _filters(sources, languages) -> dict:
     """Engine keyword arguments of the filter selections (none when nothing is selected)."""
@@ -339,8 +364,11 @@ def _filters(sources, languages) -> dict:
     return out
 
 
-def build_app(engine: QAEngine, settings: Settings) -> gr.Blocks:
-    """The chat page on an open engine. Launch it with :func:`launch` (CSS, limits, no outside calls)."""
+def build_app(engine: QAEngine | EngineLoader, settings: Settings) -> gr.Blocks:
+    """The chat page on an open engine, or on a loader opening one (the page does not wait for it).
+
+    Launch it with :func:`launch` (CSS, limits, no outside calls).
+    """
     ui = UI(engine, settings)
     with gr.Blocks(title=TITLE, analytics_enabled=False, fill_width=True) as demo:
         demo.qa_ui = ui  # for tests and embedding
@@ -351,7 +379,7 @@ def build_app(engine: QAEngine, settings: Settings) -> gr.Blocks:
                 "</div>",
                 elem_id="qa-title",
             )
-        status = gr.HTML(render_status_html(engine), elem_id="qa-status")
+        status = gr.HTML(ui.status_html(), elem_id="qa-status")
         signed_in = gr.HTML("", elem_id="qa-signed-in")
         turns = gr.State([])
         with gr.Row(equal_height=False):
@@ -381,10 +409,13 @@ def build_app(engine: QAEngine, settings: Settings) -> gr.Blocks:
                     send = gr.Button("Ask", variant="primary", scale=1, min_width=80, elem_id="qa-send")
                     stop = gr.Button("Stop", variant="stop", scale=1, min_width=80, elem_id="qa-stop")
                 with gr.Accordion("Search only in…", open=False, elem_id="qa-filter-box"):
-                    doc_choices = [(f"{d.title[:60]} ({d.source})", d.source) for d in engine.documents()]
+                    # Filled on page load (document_views): app.py builds the page before the index is open.
+                    ready = ui.loader.done and ui.loader.error is None
+                    docs = ui.loader.result().documents() if ready else []
+                    doc_choices = [(f"{d.title[:60]} ({d.source})", d.source) for d in docs]
                     filter_sources = gr.Dropdown(doc_choices, value=[], multiselect=True, label="Documents",
                                                  info="Empty: all documents", elem_id="qa-filter-sources")
-                    filter_languages = gr.Dropdown(engine.languages(), value=[], multiselect=True, label="Languages",
+                    filter_languages = gr.Dropdown(sorted({d.language for d in docs}), value=[], multiselect=True, label="Languages",
                                                    info="Empty: all languages", elem_id="qa-filter-languages")
                 notice = gr.HTML("", elem_id="qa-notice")
                 examples = gr.Examples(EXAMPLES, inputs=[question], label="Examples (English, French, Arabic, Chinese)",
@@ -407,7 +438,7 @@ def build_app(engine: QAEngine, settings: Settings) -> gr.Blocks:
                     files = gr.File(label="Files", file_count="multiple", type="filepath", elem_id="qa-files")
                     upload_result = gr.HTML("", elem_id="qa-upload-result")
                 with gr.Accordion("Documents", open=False, elem_id="qa-documents-box"):
-                    documents = gr.HTML(render_documents_html(engine.documents()), elem_id="qa-documents")
+                    documents = gr.HTML(render_documents_html(docs) if ready else "", elem_id="qa-documents")
                     to_remove = gr.Dropdown(doc_choices, value=[], multiselect=True, label="Remove documents",
                                             info="Removed from the index and the corpus folder",
                                             elem_id="qa-remove-select")

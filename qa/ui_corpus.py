@@ -10,14 +10,17 @@ import logging
 import os
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import gradio as gr
 
 from qa.access import Identity
 from qa.audit import sha256_of
 from qa.errors import ConfigError, PermissionDenied, QAError, RateLimited
-from qa.ingest import RemoveReport, UploadReport, add_documents, ingest
 from qa.render import render_documents_html, render_notice_html, render_status_html
+
+if TYPE_CHECKING:  # qa.ingest loads LlamaIndex: imported where it is used, after the page is served
+    from qa.ingest import RemoveReport, UploadReport
 
 log = logging.getLogger("qa.ui")
 
@@ -141,6 +144,8 @@ class CorpusHandlers:
             self.access.record(self.access.identify(request).who, "reingest", "", "", f"refused: {exc}")
             raise gr.Error(str(exc), print_exception=False) from None
         try:
+            from qa.ingest import ingest
+
             report = ingest(self.settings, embed_model=self.engine.embed_model)
         except QAError as exc:
             self.access.record(who.who, "reingest", str(self.settings.corpus_dir), "", f"failed: {exc}")
@@ -151,6 +156,8 @@ class CorpusHandlers:
         return report.summary()
 
     def upload(self, files: list | str | None, progress=None) -> UploadReport:
+        from qa.ingest import UploadReport, add_documents
+
         if not files:
             return UploadReport()
         paths = _paths(files)

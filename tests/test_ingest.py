@@ -173,7 +173,7 @@ def test_changed_file_replaces_only_its_chunks(small):
     # Only b's new chunks (and their sentences) were embedded.
     fresh = [c for c in chunks if c.id not in before["b.txt"]]
     assert report.chunks_added == len(fresh)
-    assert report.embedded_texts == len(fresh) + sum(len(c.sentences) for c in fresh)
+    assert report.embedded_texts == len({t for c in fresh for t in (c.text, *c.sentences)})  # each text once
     assert_consistent(store)
     texts = store.read_chunks(after["b.txt"])["documents"]
     assert any(LEAK_FR[0] in t for t in texts)
@@ -329,3 +329,61 @@ def test_bad_setting_names_field_and_variable(env, value, field, monkeypatch, ca
     line = one_error_line(capsys)
     assert env in line
     assert not (tmp_path / "store").exists()  # refused before touching the store
+
+
+# --- each distinct text is embedded once ----------------------------------------------------------
+
+
+def test_repeated_sentences_are_embedded_once_with_the_same_vectors(fresh, monkeypatch):
+    """Overlapping chunks, a repeated paragraph, a one-sentence chunk and a sentence shared by two files:
+    the real model sees each distinct text once, and what is stored is what encoding it alone gives."""
+    from qa.embeddings import LocalEmbedding, USEEmbedding
+    from qa.ingest import GROUP_TEXTS
+
+    settings = with_use(fresh, chunk_size=48, chunk_overlap=16)
+    corpus = settings.corpus_dir
+    write(corpus, "a.txt", DELAY_FR[:6] + DELAY_FR[:6] + DELAY_FR[6:8])  # a paragraph twice
+    write(corpus, "b.txt", DELAY_FR[2:3])  # one chunk of one sentence, also a sentence of a.txt
+    write(corpus, "c.txt", LEAK_FR[:3] + DELAY_FR[7:8])
+    splitter = make_splitter(settings.chunk_size, settings.chunk_overlap)
+    chunks = [c for f in load_corpus(corpus, settings.max_file_bytes).files for c in chunk_text(f.source, f.text, splitter)]
+    every = [t for c in chunks for t in (c.text, *c.sentences)]
+    distinct = set(every)
+    assert len(every) - len(distinct) >= 5  # the corpus repeats itself, or the test proves nothing
+
+    inputs: list[str] = []
+    original = LocalEmbedding.encode
+
+    def counting(self, texts, is_query=False):
+        inputs.extend(texts)
+        return original(self, texts, is_query)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(LocalEmbedding, "encode", counting)
+        report = qa.ingest(settings, progress=quiet)
+    assert sorted(inputs) == sorted(distinct)  # every text, each once
+    assert report.embedded_texts == len(distinct) and report.chunks_added == len(chunks)
+    assert len(distinct) < GROUP_TEXTS  # one group: one call for the three files
+    store = Store(settings)
+    assert_consistent(store)
+
+    model = USEEmbedding()
+    ids = [c.id for c in chunks]
+    stored = store._get().get(ids=ids, include=["embeddings", "documents"])
+    for text, vector in zip(stored["documents"], stored["embeddings"]):
+        assert abs(model.encode([text])[0] - vector).max() < 1e-5
+    sentences = store._get("__sent").get(include=["embeddings", "documents"])
+    assert len(sentences["ids"]) == sum(len(c.sentences) for c in chunks)  # rows as before, one per sentence
+    for text, vector in zip(sentences["documents"], sentences["embeddings"]):
+        assert abs(model.encode([text])[0] - vector).max() < 1e-5
+
+
+def test_vector_cache_is_bounded_and_keeps_what_the_group_needs():
+    from qa.embeddings import USEEmbedding
+    from qa.ingest import VectorCache
+
+    model, cache = USEEmbedding(), VectorCache(limit=3)
+    assert cache.embed(model, ["one", "two", "three", "two"]) == 3
+    assert cache.embed(model, ["one", "four", "five"]) == 2  # "one" is cached; the oldest others go
+    assert "one" in cache and "four" in cache and "five" in cache and "two" not in cache
+    assert abs(model.encode(["one"])[0] - cache["one"]).max() < 1e-6

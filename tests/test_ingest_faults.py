@@ -6,6 +6,7 @@ readers only ever see committed chunks, and the next ingestion finishes the work
 
 from __future__ import annotations
 
+import importlib
 import os
 import signal
 import subprocess
@@ -25,6 +26,8 @@ from qa.ingest import writer_lock
 from qa.loading import parse
 from qa.store import Store
 from qa.text import split_sentences
+
+ingest_module = importlib.import_module("qa.ingest")  # `qa.ingest` is the function
 
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = ROOT / "seeds"
@@ -109,6 +112,7 @@ def test_failure_mid_run_keeps_previous_version_and_next_run_completes(changed, 
     settings, old = changed
     calls: list[int] = []
     with monkeypatch.context() as patch:
+        patch.setattr(ingest_module, "GROUP_TEXTS", 1)  # one document per encode call, so one fails mid-run
         if fault == "embedding model":  # raises while embedding b.txt, the 2nd document to write
             check = fail_on_second(calls, RuntimeError("model crashed"))
             original = LocalEmbedding.encode
@@ -179,6 +183,7 @@ def test_failed_rebuild_keeps_the_old_index(changed, monkeypatch):
         return original(self, texts, is_query)
 
     with monkeypatch.context() as patch:
+        patch.setattr(ingest_module, "GROUP_TEXTS", 1)
         patch.setattr(LocalEmbedding, "encode", encode)
         with pytest.raises(RuntimeError):
             qa.ingest(settings, rebuild=True, progress=quiet)
@@ -213,6 +218,9 @@ if kill_at:
 
     setattr(C.Collection, method, hooked)
 pause = float(os.environ.get("PAUSE_AFTER_DOC", "0"))
+if os.environ.get("GROUP_TEXTS"):  # documents per encode call: small groups commit early
+    import importlib
+    importlib.import_module("qa.ingest").GROUP_TEXTS = int(os.environ["GROUP_TEXTS"])
 
 
 def progress(done, total, source):
@@ -225,8 +233,8 @@ print("done", report.added, report.updated, report.unchanged, flush=True)
 """
 
 
-def start_ingest(settings: qa.Settings, kill_at: str = "", pause: float = 0.0) -> subprocess.Popen:
-    env = dict(os.environ, QA_CORPUS_DIR=str(settings.corpus_dir), QA_PERSIST_DIR=str(settings.persist_dir),
+def start_ingest(settings: qa.Settings, kill_at: str = "", pause: float = 0.0, group: int = 0) -> subprocess.Popen:
+    env = dict(os.environ, GROUP_TEXTS=str(group or ""), QA_CORPUS_DIR=str(settings.corpus_dir), QA_PERSIST_DIR=str(settings.persist_dir),
                QA_COLLECTION=settings.collection, QA_EMBEDDING=settings.embedding, QA_MODE="offline",
                KILL_AT=kill_at, PAUSE_AFTER_DOC=str(pause), ANONYMIZED_TELEMETRY="False")
     return subprocess.Popen([sys.executable, "-c", DRIVER], cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
@@ -272,7 +280,7 @@ def test_sigkill_during_first_ingestion(fresh, kill_at):
     settings = fresh.replace(**{"embedding": "use"})
     names = synthetic_corpus(settings.corpus_dir, 16 if kill_at == "timed" else 3)
     if kill_at == "timed":
-        proc = start_ingest(settings)
+        proc = start_ingest(settings, group=8)  # a few documents per group: the kill lands mid-run
         for line in proc.stdout:
             if line.startswith("progress"):
                 time.sleep(0.1)
