@@ -25,7 +25,8 @@ message; 401 without the right ``Authorization: Bearer`` key when ``QA_API_KEY``
 or the LLM is unavailable, 500 otherwise. An error after a stream started arrives as a ``data: {"error":
 ...}`` event, which the ``openai`` client raises as ``APIError``.
 
-Off unless ``settings.ui.serve_api``: by default on for a loopback host, for any other host only with a key.
+Served unless ``QA_API_ENABLED=false``; on a non-loopback host every request gets 401 until ``QA_API_KEY`` is
+set, and over the per-client question limit (off loopback) 429 with ``Retry-After``.
 """
 
 from __future__ import annotations
