@@ -25,10 +25,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from qa.llm import MARKER as _MARKER
 from qa.schema import Source
 from qa.text import detect_language, lexical_terms, split_sentences
 
-_MARKER = re.compile(r"\[(\d+(?:\s*[,;]\s*\d+)*)\]")
 _TAG = re.compile(r"</?[A-Za-z!][^>]{0,200}>|<\|[^|>]{0,40}\|>")
 _MD = re.compile(r"!\[[^\]]*\]\([^)]*\)|\[([^\]]+)\]\((?:https?|mailto):[^)]*\)|(?<!\w)[*_`#]{1,3}(?=\S)|(?<=\S)[*_`]{1,3}(?!\w)")
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")

@@ -27,7 +27,7 @@ Rules:
 CONDENSE_PROMPT = """Rewrite the user's last question as one standalone question that can be understood
 without the conversation. Keep its language. Reply with the question only."""
 
-_MARKER = re.compile(r"\[(\d+(?:\s*[,;]\s*\d+)*)\]")
+MARKER = re.compile(r"\[(\d+(?:\s*[,;]\s*\d+)*)\]")  # [1], [1, 2], [1;3]
 
 
 def endpoint_label(settings: Settings) -> str:
@@ -106,7 +106,7 @@ def check_citations(text: str, sources: list[Source]) -> tuple[str, list[Citatio
                 used.append(n)
         return "".join(f"[{n}]" for n in valid)
 
-    cleaned = _MARKER.sub(keep, text)
+    cleaned = MARKER.sub(keep, text)
     cleaned = re.sub(r"[ \t]+([.,;:!?。，])", r"\1", cleaned).strip()
     citations = [
         Citation(n, sources[n - 1].source, sources[n - 1].title, sources[n - 1].text, sources[n - 1].score,
@@ -140,7 +140,7 @@ class MarkerFilter:
                 break
             out.append(self.pending[:i])
             self.pending = self.pending[i:]
-            m = _MARKER.match(self.pending)
+            m = MARKER.match(self.pending)
             if m:
                 nums = [int(x) for x in re.split(r"\s*[,;]\s*", m.group(1))]
                 out.append("".join(f"[{k}]" for k in nums if 1 <= k <= self.n))
