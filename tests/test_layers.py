@@ -13,7 +13,7 @@ LAYERS = [
     ["llm", "guard", "generation"],
     ["engine"],
     ["users", "limits", "audit", "access"],
-    ["ui", "ui_corpus", "render", "openai_api", "cli", "evaluation", "baselines", "conversations"],
+    ["ui", "ui_corpus", "render", "openai_api", "cli", "evaluation", "baselines", "conversations", "loader"],
 ]
 
 
