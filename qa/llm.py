@@ -116,49 +116,6 @@ def check_citations(text: str, sources: list[Source]) -> tuple[str, list[Citatio
     return cleaned, citations
 
 
-class MarkerFilter:
-    """Streams text while holding back an open '[...' until it is known whether it is a citation marker.
-
-    Agrees with check_citations: whatever check_citations removes from the whole text, the filter removes
-    from the stream, however the text is split into deltas.
-    """
-
-    MAX_HELD = 32  # an opening longer than this without ']' is plain text
-
-    def __init__(self, n_sources: int):
-        self.n = n_sources
-        self.pending = ""
-
-    def feed(self, delta: str) -> str:
-        self.pending += delta
-        out: list[str] = []
-        while self.pending:
-            i = self.pending.find("[")
-            if i < 0:
-                out.append(self.pending)
-                self.pending = ""
-                break
-            out.append(self.pending[:i])
-            self.pending = self.pending[i:]
-            m = MARKER.match(self.pending)
-            if m:
-                nums = [int(x) for x in re.split(r"\s*[,;]\s*", m.group(1))]
-                out.append("".join(f"[{k}]" for k in nums if 1 <= k <= self.n))
-                self.pending = self.pending[m.end() :]
-                continue
-            opening = _OPENING.match(self.pending)
-            if opening.end() == len(self.pending) and len(self.pending) <= self.MAX_HELD:
-                break  # '[', '[1', '[1, 2' ...: may still become a marker
-            out.append("[")  # a literal bracket; scan on from the next character
-            self.pending = self.pending[1:]
-        return "".join(out)
-
-    def flush(self) -> str:
-        rest, self.pending = self.pending, ""
-        return rest
-
-
-_OPENING = re.compile(r"\[[\d\s,;]*")
 _RETRY_STATUS = {408, 409, 429}
 MAX_RETRY_WAIT = 5.0  # seconds; a server asking for a longer pause fails at once instead
 

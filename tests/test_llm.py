@@ -8,7 +8,6 @@ wrong, quickly, and without the API key appearing anywhere the user or a log cou
 from __future__ import annotations
 
 import logging
-import random
 import re
 import time
 import traceback
@@ -21,7 +20,6 @@ from qa.llm import (
     CONDENSE_PROMPT,
     REFUSAL_TOKEN,
     LLMClient,
-    MarkerFilter,
     build_messages,
     check_citations,
     endpoint_label,
@@ -121,7 +119,7 @@ def src(n: int) -> Source:
 
 
 # ------------------------------------------------------------------------------------------------
-# check_citations and MarkerFilter on hand-made inputs
+# check_citations on hand-made inputs
 # ------------------------------------------------------------------------------------------------
 def test_check_citations_keeps_only_markers_that_point_to_a_source():
     sources = [src(1), src(2)]
@@ -141,64 +139,6 @@ def test_check_citations_with_only_invalid_markers_cites_nothing():
 def test_check_citations_leaves_brackets_that_are_not_markers():
     text, cites = check_citations("The [sic] note [a] stays [1].", [src(1)])
     assert text == "The [sic] note [a] stays [1]." and [c.number for c in cites] == [1]
-
-
-def feed_all(pieces: list[str], n: int) -> tuple[list[str], str]:
-    f = MarkerFilter(n)
-    outs = [f.feed(p) for p in pieces]
-    return outs, "".join(outs) + f.flush()
-
-
-def test_marker_filter_joins_a_marker_split_across_deltas():
-    outs, text = feed_all(["Safety [", "1", "]", " first."], 2)
-    assert text == "Safety [1] first."
-    assert outs[0] == "Safety "  # text before the bracket is not held back
-    assert outs[2] == "[1]"
-
-    outs, text = feed_all(["Safety [", "7", "]", " first."], 2)
-    assert text == "Safety  first." and "7" not in "".join(outs)
-
-    _, text = feed_all(list("A [1][7] B [2 , 9] C [8;1]."), 2)
-    assert text == "A [1] B [2] C [1]."
-
-
-def test_marker_filter_releases_brackets_that_cannot_be_markers():
-    f = MarkerFilter(3)
-    assert f.feed("a [b") == "a [b"  # no digit after '[': nothing to wait for
-    assert f.feed("c] [") == "c] "
-    assert f.feed("2") == ""  # '[2' may still become a marker
-    assert f.feed("]!") == "[2]!"
-    assert f.flush() == ""
-
-    f = MarkerFilter(3)
-    assert f.feed("[1, 2") == ""
-    assert f.flush() == "[1, 2"  # an unfinished opening is text at the end
-
-
-def test_marker_filter_drops_an_invalid_marker_behind_a_literal_bracket():
-    # A '[' that is not a marker must not swallow (and so let through) a later invalid marker.
-    _, text = feed_all(["see [the long note [7] and [1]"], 1)
-    assert text == "see [the long note  and [1]"
-    _, text = feed_all(["[[7]] [[1]]"], 1)
-    assert text == "[] [[1]]"
-
-
-@pytest.mark.parametrize("reply", [
-    "Sora was delayed for safety reasons [1][7]. It leaked [2, 9] via Hugging Face [3].",
-    "[7] Start with a bad marker, then [1,2] and [x] and [ 1] and [10] and [2;3;4].",
-    "No markers here at all, just [brackets] and a [1 trailing",
-])
-def test_marker_filter_agrees_with_check_citations_for_any_split(reply):
-    sources = [src(1), src(2), src(3)]
-    expected, _ = check_citations(reply, sources)
-    rng = random.Random(7)
-    splits = [[reply[i : i + k] for i in range(0, len(reply), k)] for k in (1, 2, 3, 5, 8)]
-    for _ in range(30):
-        cuts = sorted(rng.sample(range(1, len(reply)), 6))
-        splits.append([reply[a:b] for a, b in zip([0] + cuts, cuts + [len(reply)])])
-    for pieces in splits:
-        _, streamed = feed_all(pieces, len(sources))
-        assert squash(streamed) == squash(expected), pieces
 
 
 # ------------------------------------------------------------------------------------------------
