@@ -70,3 +70,55 @@ def embedding():
     from qa.embeddings import make_embedding
 
     return make_embedding(qa.Settings())
+
+
+# Debian's Chromium, headless, with nothing that calls out of this machine (its closed network refuses it).
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def write_lantern_corpus(folder: Path) -> Path:
+    """A one-article corpus with a fact found nowhere else (900 lanterns), for tests of a fresh app.py."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "note.md").write_text(
+        "# Harbour lanterns\n\nThe harbour of Quentaria lit 900 paper lanterns for the winter solstice.\n",
+        encoding="utf-8",
+    )
+    return folder
+
+
+@contextmanager
+def run_app_py(args: list[str], env: dict, cwd: Path, log_path: Path, ready_url: str,
+               ready_status: tuple[int, ...] = (200,), timeout: float = 240):
+    """`python app.py ARGS` as a user runs it, until ready_url answers one of ready_status; stopped afterwards.
+    Yields the process; its output goes to log_path."""
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), *args], cwd=cwd, env=env, stdout=log,
+                                stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                assert proc.poll() is None, log_path.read_text()
+                try:
+                    if httpx.get(ready_url, timeout=2).status_code in ready_status:
+                        break
+                except httpx.HTTPError:
+                    pass
+                time.sleep(0.5)
+            else:
+                pytest.fail("app.py did not serve in time:\n" + log_path.read_text())
+            yield proc
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()

@@ -27,7 +27,7 @@ from qa.errors import ConfigError, RateLimited
 from qa.limits import InFlight, LoginBackoff, WindowLimit
 from qa.users import Users, allowed
 
-from conftest import ROOT, free_port, serve
+from conftest import ROOT, free_port, run_app_py, serve
 
 READER_PW = "reader-pass-Quokka-71"
 EDITOR_PW = "editor-pass-Wombat-39"
@@ -378,36 +378,16 @@ def test_app_py_with_users_on_the_network_keeps_secrets_out_of_logs(seeded, tmp_
                QA_COLLECTION=settings.collection, QA_MODE="offline", QA_USERS_FILE=str(tmp_path / "users.json"),
                QA_LOGIN_DELAY="0.1")
     log_path = tmp_path / "app.log"
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--host", "0.0.0.0", "--port", str(port)],
-                                cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            url = f"http://127.0.0.1:{port}/"  # bound to every address; reached on loopback only
-            deadline = time.monotonic() + 240
-            while time.monotonic() < deadline:
-                assert proc.poll() is None, log_path.read_text()
-                try:
-                    if httpx.get(url, timeout=2).status_code in (200, 401):
-                        break
-                except httpx.HTTPError:
-                    pass
-                time.sleep(0.5)
-            else:
-                pytest.fail("app.py did not serve in time:\n" + log_path.read_text())
-            assert httpx.post(url + "login", data={"username": "rita", "password": EDITOR_PW}).status_code == 400
-            reader = sign_in(url, "rita", READER_PW)
-            reader.predict(SECRET_QUESTION, None, api_name="/ask")
-            doc = tmp_path / "note.txt"
-            doc.write_text("A note about the Quentaria harbour lanterns, 900 of them.\n", encoding="utf-8")
-            with pytest.raises(AppError):
-                reader.predict([handle_file(str(doc))], api_name="/upload")
-            sign_in(url, "ed", EDITOR_PW).predict([handle_file(str(doc))], api_name="/upload")
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+    url = f"http://127.0.0.1:{port}/"  # bound to every address; reached on loopback only
+    with run_app_py(["--host", "0.0.0.0", "--port", str(port)], env, tmp_path, log_path, url, ready_status=(200, 401)):
+        assert httpx.post(url + "login", data={"username": "rita", "password": EDITOR_PW}).status_code == 400
+        reader = sign_in(url, "rita", READER_PW)
+        reader.predict(SECRET_QUESTION, None, api_name="/ask")
+        doc = tmp_path / "note.txt"
+        doc.write_text("A note about the Quentaria harbour lanterns, 900 of them.\n", encoding="utf-8")
+        with pytest.raises(AppError):
+            reader.predict([handle_file(str(doc))], api_name="/upload")
+        sign_in(url, "ed", EDITOR_PW).predict([handle_file(str(doc))], api_name="/upload")
     written = [log_path, tmp_path / "users.json", settings.audit_path]
     assert settings.audit_path.is_file()
     for path in written + [p for p in tmp_path.rglob("*.log") if p not in written]:

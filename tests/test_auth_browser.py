@@ -11,11 +11,8 @@ from playwright.sync_api import Page, sync_playwright
 import qa
 from qa.users import Users
 
-from conftest import free_port, serve
+from conftest import CHROMIUM, CHROMIUM_ARGS, free_port, serve
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 READER_PW = "reader-pass-Quokka-71"
 EDITOR_PW = "editor-pass-Wombat-39"
 
@@ -39,7 +36,7 @@ def url(seeded, engine, tmp_path_factory):
 @pytest.fixture(scope="module")
 def browser():
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         try:
             yield b
         finally:

@@ -15,11 +15,8 @@ from playwright.sync_api import Page, sync_playwright
 import qa
 from qa import ui
 
-from conftest import ROOT, free_port
+from conftest import CHROMIUM, CHROMIUM_ARGS, ROOT, free_port
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
 EN = "Why was Sora's release delayed?"
 ZH = "Sora 可以生成多长的视频？"
@@ -47,7 +44,7 @@ def app(seeded, engine, tmp_path_factory):
 @pytest.fixture(scope="module")
 def browser():
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         try:
             yield b
         finally:

@@ -7,9 +7,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -20,7 +17,7 @@ from openai import OpenAI
 import qa
 from qa import openai_api, ui
 
-from conftest import ROOT, free_port, serve
+from conftest import free_port, run_app_py, serve, write_lantern_corpus
 
 DELAY = {"000_5eaa805196ca9fd9.txt", "001_63c18d8f06ac5383.txt"}  # the two articles that name Ashton Kutcher
 ACTOR = "Which Hollywood actor is testing Sora?"
@@ -352,33 +349,14 @@ def test_engine_failures_get_short_errors_never_tracebacks(client, served, monke
 @pytest.mark.slow
 def test_app_py_serves_the_endpoint_with_the_key_from_the_environment(tmp_path):
     """`python app.py` itself, QA_API_KEY from the environment: the openai client needs the key and gets answers."""
-    corpus = tmp_path / "corpus"
-    corpus.mkdir()
-    (corpus / "note.md").write_text(
-        "# Harbour lanterns\n\nThe harbour of Quentaria lit 900 paper lanterns for the winter solstice.\n",
-        encoding="utf-8",
-    )
+    corpus = write_lantern_corpus(tmp_path / "corpus")
     port = free_port()
     env = {**os.environ, "QA_CORPUS_DIR": str(corpus), "QA_PERSIST_DIR": str(tmp_path / "store"),
            "QA_COLLECTION": "apitest", "QA_MODE": "offline", "QA_HOST": "127.0.0.1", "QA_API_KEY": KEY}
     env.pop("OPENAI_API_KEY", None)
     log_path = tmp_path / "app.log"
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--port", str(port)], cwd=tmp_path, env=env,
-                                stdout=log, stderr=subprocess.STDOUT)
-    try:
-        url = f"http://127.0.0.1:{port}/v1"
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline:
-            assert proc.poll() is None, log_path.read_text()
-            try:
-                if httpx.get(url + "/models", timeout=2).status_code == 401:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        else:
-            pytest.fail("app.py did not serve in time:\n" + log_path.read_text())
+    url = f"http://127.0.0.1:{port}/v1"
+    with run_app_py(["--port", str(port)], env, tmp_path, log_path, url + "/models", ready_status=(401,)):
         with pytest.raises(openai.AuthenticationError):
             ask(OpenAI(base_url=url, api_key="not-the-key", max_retries=0), user("How many lanterns?"))
         good = OpenAI(base_url=url, api_key=KEY, max_retries=0, timeout=120)
@@ -390,12 +368,6 @@ def test_app_py_serves_the_endpoint_with_the_key_from_the_environment(tmp_path):
         output = log_path.read_text()
         assert f"OpenAI-compatible API: http://127.0.0.1:{port}/v1" in output
         assert KEY not in output and "Traceback" not in output
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def _asgi_client(engine, settings, access=None):

@@ -22,7 +22,7 @@ import qa
 from qa import ui
 from qa.schema import Answer, Citation, Progress
 
-from conftest import ROOT, free_port, serve
+from conftest import ROOT, free_port, run_app_py, serve, write_lantern_corpus
 
 
 def cite(n=1, **kw) -> Citation:
@@ -358,45 +358,19 @@ def test_page_is_served_without_api_page_or_outside_links(served):
 
 @pytest.mark.slow
 def test_app_py_ingests_an_empty_store_then_serves(tmp_path):
-    corpus = tmp_path / "corpus"
-    corpus.mkdir()
-    (corpus / "note.md").write_text(
-        "# Harbour lanterns\n\nThe harbour of Quentaria lit 900 paper lanterns for the winter solstice.\n",
-        encoding="utf-8",
-    )
+    corpus = write_lantern_corpus(tmp_path / "corpus")
     port = free_port()
     env = {**os.environ, "QA_CORPUS_DIR": str(corpus), "QA_PERSIST_DIR": str(tmp_path / "store"),
            "QA_COLLECTION": "apptest", "QA_MODE": "offline", "QA_HOST": "127.0.0.1"}
     env.pop("OPENAI_API_KEY", None)
-    log = open(tmp_path / "app.log", "w")
-    proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--port", str(port)], cwd=tmp_path, env=env,
-                            stdout=log, stderr=subprocess.STDOUT)
-    try:
-        url = f"http://127.0.0.1:{port}/"
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline:
-            assert proc.poll() is None, (tmp_path / "app.log").read_text()
-            try:
-                if httpx.get(url, timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        else:
-            pytest.fail("app.py did not serve in time:\n" + (tmp_path / "app.log").read_text())
+    url = f"http://127.0.0.1:{port}/"
+    with run_app_py(["--port", str(port)], env, tmp_path, tmp_path / "app.log", url):
         answer = Client(url, verbose=False).predict("How many lanterns did the harbour light?", api_name="/ask")
         assert answer["citations"] and answer["citations"][0]["source"] == "note.md"
         assert "900" in answer["text"]
         output = (tmp_path / "app.log").read_text()
         assert "1 added" in output and "offline extractive" in output
         assert "Traceback" not in output
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 def test_app_py_reports_a_bad_setting_in_one_line(tmp_path):
