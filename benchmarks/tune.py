@@ -25,10 +25,10 @@ XQ = ROOT / "tests" / "eval" / "xquad"
 SETS: dict[str, tuple[Path, Path]] = {
     "sora-dev": (ROOT / "seeds", ROOT / "tests" / "eval" / "testset.jsonl"),
     **{f"xq-tune-{s}": (XQ / "tune" / s / "corpus", XQ / "tune" / s / "testset.jsonl")
-       for s in ("en-over-ar-zh", "zh-over-en-ar", "mixed")},
+       for s in ("en-over-ar-zh", "zh-over-en-ar", "mixed", "gaps")},
     "sora-heldout": (ROOT / "seeds", ROOT / "tests" / "eval" / "heldout.jsonl"),
     **{f"xq-heldout-{s}": (XQ / "heldout" / s / "corpus", XQ / "heldout" / s / "testset.jsonl")
-       for s in ("en-over-ar-zh", "zh-over-en-ar", "mixed")},
+       for s in ("en-over-ar-zh", "zh-over-en-ar", "mixed", "gaps")},
 }
 GROUPS = {"dev": [n for n in SETS if "heldout" not in n], "heldout": [n for n in SETS if "heldout" in n]}
 SHOWN = ("hit@1", "hit@5", "mrr", "passage_hit@1", "fact_recall", "citation_precision", "citation_validity",

@@ -16,6 +16,11 @@ per indexed article) and `testset.jsonl` (the format `qa.evaluation.load_testset
   asked in its article's own language (language centring must not hurt a true same-language match) and
   the rest cross languages; the questions of 4 further left-out articles, in rotating languages, are the
   negatives.
+- gaps: all 16 articles, in rotating languages, each with one paragraph removed (chosen by hash); questions
+  are in the five other languages. The removed paragraphs' questions are the negatives, and the hard kind:
+  on the topic of an indexed article, often naming its entities, but asking for a fact that was cut out (a
+  question whose answer span still occurs in the indexed text is dropped). This is what "on-topic but
+  absent" means on a real corpus, where left-out articles are easy to refuse.
 
 An answerable case's expected_facts is one group: the span in the article's language first, then in the
 question's language, then in English (duplicates dropped). Output is deterministic; rerunning overwrites
@@ -82,7 +87,16 @@ def scenarios(articles: list[str]) -> dict[str, tuple[list[tuple[str, str]], lis
         "en-over-ar-zh": ([(t, "ar" if i % 2 == 0 else "zh") for i, t in enumerate(a[:12])], a[12:]),
         "zh-over-en-ar": ([(t, "en" if i % 2 == 0 else "ar") for i, t in enumerate(a[4:])], a[:4]),
         "mixed": ([(t, LANGS[i % 6]) for i, t in enumerate(a[:4] + a[8:])], a[4:8]),
+        "gaps": ([(t, GAPS_LANGS[i % 6]) for i, t in enumerate(a)], []),
     }
+
+
+GAPS_LANGS = ["ar", "zh", "en", "de", "es", "ru"]
+
+
+def removed_paragraph(title: str, paragraphs: int) -> int:
+    """The paragraph the gaps scenario cuts out of an article (fixed by hash, like the folds)."""
+    return int(hashlib.sha256(f"{SEED}:gap:{title}".encode()).hexdigest(), 16) % paragraphs
 
 
 def question_language(scenario: str, article_lang: str | None, n: int) -> str:
@@ -91,6 +105,8 @@ def question_language(scenario: str, article_lang: str | None, n: int) -> str:
         return "en"
     if scenario == "zh-over-en-ar":
         return "zh"
+    if scenario == "gaps":
+        return [x for x in LANGS if x != article_lang][n % 5]
     return LANGS[n % 6]
 
 
@@ -106,8 +122,9 @@ def build(data: dict[str, list[dict]], fold: str, scenario: str, indexed: list[t
     for title, lang in articles:
         i = index[title]
         source = ""
+        gap = removed_paragraph(title, len(data["en"][i]["paragraphs"])) if scenario == "gaps" else -1
         if lang is not None:
-            text = "\n\n".join(clean(p["context"]) for p in data[lang][i]["paragraphs"])
+            text = "\n\n".join(clean(p["context"]) for j, p in enumerate(data[lang][i]["paragraphs"]) if j != gap)
             source = f"{lang}_{safe_title(title)}.txt"
             (corpus / source).write_text(text, encoding="utf-8")
             chars += len(text)
@@ -120,7 +137,13 @@ def build(data: dict[str, list[dict]], fold: str, scenario: str, indexed: list[t
                 case = {"id": f"xq-{fold}-{scenario}-{safe_title(title)}-p{j}-{question['id']}",
                         "question": clean(item[qlang]["question"]), "language": qlang,
                         "expected_sources": [], "expected_facts": [], "answerable": False, "kind": "absent"}
-                if lang is not None:
+                if j == gap:
+                    # Still answerable if its span survives elsewhere in the article: not a negative then.
+                    spans = [clean(item[x]["answers"][0]["text"]) for x in (lang, "en")]
+                    if any(s and s in text for s in spans):
+                        dropped += 1
+                        continue
+                elif lang is not None:
                     spans = [clean(item[x]["answers"][0]["text"]) for x in (lang, qlang, "en")]
                     if not spans[0] or spans[0] not in text:
                         dropped += 1
@@ -172,8 +195,10 @@ at all; they stay outside the project as its final test.)
 
 **Scenarios** (each `<fold>/<scenario>/corpus/` plus `testset.jsonl`): `en-over-ar-zh` (English questions,
 6 Arabic + 6 Chinese articles indexed), `zh-over-en-ar` (Chinese questions, 6 English + 6 Arabic), `mixed`
-(2 articles in each of en/ar/zh/de/es/ru, questions in another language). The questions of the 4 articles a
-scenario leaves out are its unanswerable cases. Each case also has `xquad_id` and `paragraph`.
+(2 articles in each of en/ar/zh/de/es/ru, questions in another language), `gaps` (all 16 articles in rotating
+languages, each with one paragraph cut out; questions in the other five languages). The questions of the 4
+articles a scenario leaves out are its unanswerable cases; in `gaps`, the questions of the cut paragraphs
+(whose answer span does not occur in the indexed text) are. Each case also has `xquad_id` and `paragraph`.
 """
 
 

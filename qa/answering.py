@@ -126,7 +126,7 @@ def quotable(snippet: str, title: str = "") -> bool:
 
 
 class ExtractiveAnswerer:
-    """Quotes the one to three retrieved sentences that best answer the question.
+    """Quotes the one to four retrieved sentences that best answer the question.
 
     score = cosine(question, sentence) + lexical_weight * (share of the question's rare terms in the
     sentence) + rank_prior / (1 + chunk rank). Evidence below the floor refuses.
@@ -222,12 +222,15 @@ class ExtractiveAnswerer:
         sources = sources if sources is not None else [node_to_source(n) for n in nodes]
         sentences = self.score_sentences(query, nodes) if nodes else []
         chosen = self.choose(sentences, sources, query.slot) if sentences else []
-        report = None
+        report = quoted = None
         if self.support is not None and chosen:
             cited = dict.fromkeys(sources[s.chunk_rank].chunk_id for s in chosen)
             passage = "\n".join(f"{src.title}\n{src.text}" for src in sources if src.chunk_id in cited)
             report = self.support.check(query.question, passage, question_words=query.words)
-        features = self.features(query, nodes, sentences, chosen, report)
+            # The same check on the quote alone: an absent fact's question often names terms the passage has
+            # somewhere (same topic) but not in the sentence that would have to hold the answer.
+            quoted = self.support.check(query.question, " ".join(s.text for s in chosen), question_words=query.words)
+        features = self.features(query, nodes, sentences, chosen, report, quoted)
         if not chosen:
             return Assessment(sentences, chosen, report, features, 0.0, True)
         if self.refusal is not None:
@@ -237,7 +240,8 @@ class ExtractiveAnswerer:
         return Assessment(sentences, chosen, report, features, None, refused)
 
     def features(self, query: Query, nodes: list[NodeWithScore], sentences: list[ScoredSentence],
-                 chosen: list[ScoredSentence], report: SupportReport | None) -> dict[str, float]:
+                 chosen: list[ScoredSentence], report: SupportReport | None,
+                 quoted: SupportReport | None = None) -> dict[str, float]:
         """The refusal model's inputs (qa.evidence.FEATURES), from what answering computed anyway."""
         f = dict.fromkeys(FEATURES, 0.0)
         if not sentences:
@@ -250,7 +254,12 @@ class ExtractiveAnswerer:
         scores = [float(n.score or 0.0) for n in nodes]
         lexical = [(getattr(n, "scores", {}).get("lexical", 0.0), i) for i, n in enumerate(nodes)]
         best_lexical = max(lexical)
+        sims = np.sort([s.similarity for s in sentences])[::-1]
+        firsts = np.sort(per_model[:, 0])[::-1]
         f.update(
+            sim_margin=float(sims[0] - sims[1]) if len(sims) > 1 else 0.1,
+            sim_peak=float(sims[0] - sims[:10].mean()),
+            first_peak=float(firsts[0] - firsts[:10].mean()),
             top_sim=max(s.similarity for s in sentences),
             evidence=self.evidence(sentences),
             first_sim=float(per_model[:, 0].max()),
@@ -274,10 +283,14 @@ class ExtractiveAnswerer:
                 number_missing=float(bool(report.missing_number)),
                 log_key_terms=math.log1p(len(terms)),
             )
+        if quoted is not None:
+            terms = list(quoted.terms.values())
+            f.update(quote_terms_found=quoted.coverage, quote_terms_mean=float(np.mean(terms)) if terms else 1.0)
         if query.slot != "thing" and chosen:
             fills = [s.offer.fills(query.slot) if s.offer else None for s in chosen]
             f.update(slot_filled=float(fills[0] is True), slot_unfilled=float(fills[0] is False),
-                     slot_in_quote=float(any(x is True for x in fills)))
+                     slot_in_quote=float(any(x is True for x in fills)),
+                     slot_with_terms=float(fills[0] is True) * f["quote_terms_found"])
         return f
 
     def choose(self, sentences: list[ScoredSentence], sources: list[Source], slot: str = "thing") -> list[ScoredSentence]:

@@ -42,6 +42,12 @@ FEATURES = (
     "slot_filled",  # the first quoted sentence offers the kind of answer asked for (who: a name, ...)
     "slot_unfilled",  # it certainly does not (how much: no number at all)
     "slot_in_quote",  # some quoted sentence offers it
+    "quote_terms_found",  # share of the key terms found in the quoted sentences themselves, not the whole passage
+    "quote_terms_mean",  # mean best word similarity of the key terms in the quoted sentences
+    "slot_with_terms",  # slot_filled x quote_terms_found: the kind of answer asked for, next to what it is about
+    "sim_margin",  # best sentence similarity minus the second best: a real answer stands out from its neighbours
+    "sim_peak",  # best minus the mean of the ten best (how peaked the evidence is, whatever its scale)
+    "first_peak",  # the same for the first model alone
 )
 
 

@@ -144,8 +144,8 @@ def test_held_out_sora_questions(seeded, monkeypatch, capsys):
 
     _use_store(monkeypatch, seeded)
     code = main(["eval", "--testset", str(ROOT / "tests" / "eval" / "heldout.jsonl"), "--no-baselines",
-                 "--min", "hit@5=0.94", "--min", "mrr=0.85", "--min", "fact_recall=0.67",
-                 "--min", "citation_validity=1.0", "--min", "citation_precision=0.76",
+                 "--min", "hit@5=0.94", "--min", "mrr=0.85", "--min", "fact_recall=0.69",
+                 "--min", "citation_validity=1.0", "--min", "citation_precision=0.78",
                  "--min", "refused_off_topic=1.0", "--min", "refused_absent=0.15", "--max", "false_refusal_rate=0.03"])
     assert code == 0, capsys.readouterr().err
 
@@ -157,8 +157,21 @@ def test_held_out_xquad_english_questions_over_arabic_and_chinese_articles(tmp_p
     scenario = ROOT / "tests" / "eval" / "xquad" / "heldout" / "en-over-ar-zh"
     code = main(["eval", "--corpus", str(scenario / "corpus"), "--store", str(tmp_path / "store"),
                  "--testset", str(scenario / "testset.jsonl"), "--no-baselines",
-                 "--min", "hit@5=0.98", "--min", "passage_hit@1=0.70", "--min", "fact_recall=0.74",
+                 "--min", "hit@5=0.98", "--min", "passage_hit@1=0.70", "--min", "fact_recall=0.76",
                  "--min", "citation_validity=1.0", "--min", "refused_absent=0.65", "--max", "false_refusal_rate=0.08"])
+    assert code == 0, capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_held_out_xquad_questions_about_paragraphs_cut_from_indexed_articles(tmp_path, capsys):
+    """The hard negatives: on the topic of an indexed article, asking for a fact that was cut out of it."""
+    from qa.cli import main
+
+    scenario = ROOT / "tests" / "eval" / "xquad" / "heldout" / "gaps"
+    code = main(["eval", "--corpus", str(scenario / "corpus"), "--store", str(tmp_path / "store"),
+                 "--testset", str(scenario / "testset.jsonl"), "--no-baselines",
+                 "--min", "hit@5=0.95", "--min", "fact_recall=0.73", "--min", "citation_validity=1.0",
+                 "--min", "refused_absent=0.42", "--max", "false_refusal_rate=0.08"])
     assert code == 0, capsys.readouterr().err
 
 

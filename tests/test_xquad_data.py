@@ -31,7 +31,7 @@ def _files(folder: Path) -> dict[str, bytes]:
 def test_committed_data_is_present():
     # Six scenarios: a missing folder would otherwise make the per-file tests below pass vacuously.
     assert [str(t.parent.relative_to(DATA)) for t in TESTSETS] == [
-        f"{fold}/{s}" for fold in ("heldout", "tune") for s in ("en-over-ar-zh", "mixed", "zh-over-en-ar")]
+        f"{fold}/{s}" for fold in ("heldout", "tune") for s in ("en-over-ar-zh", "gaps", "mixed", "zh-over-en-ar")]
 
 
 @pytest.mark.skipif(not SRC.is_dir(), reason=f"XQuAD source data not on this machine ({SRC})")
