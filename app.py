@@ -95,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         demo.close()
         return 130
     print(f"answer mode: {engine.mode_label}; ready in {loader.seconds:.1f} s", file=sys.stderr)
+    engine.watch(settings.refresh_seconds)
     if settings.ui.serve_api:
         print(f"OpenAI-compatible API: http://{settings.ui.host}:{settings.ui.port}/v1", file=sys.stderr)
     demo.block_thread()

@@ -1077,6 +1077,29 @@ def scale_worker(persist: Path, collection: str, questions: list[str], passes: i
             "peak_rss_mb": vm_status("VmHWM"), "warm": per_pass}
 
 
+def scale_derive(persist: Path, collection: str) -> dict[str, Any]:
+    """Runs in its own process: derive a scale store's snapshot from scratch, as a replica with an empty cache
+    does (into QA_SNAPSHOT_DIR, which the worker then opens)."""
+    from qa.ingest import save_snapshot
+    from qa.store import Store
+
+    settings = bench_settings(SEEDS, persist, collection)
+    t = time.perf_counter()
+    save_snapshot(settings, Store(settings))
+    return {"seconds": time.perf_counter() - t, "peak_rss_mb": vm_status("VmHWM"),
+            "snapshot_mb": du_bytes(settings.snapshot_folder(collection)) / 1e6}
+
+
+def fit_power(points: dict[int, float]) -> tuple[float, float]:
+    """Least-squares fit of y = a * n^b in log-log space: (a, b)."""
+    import numpy as np
+
+    ns = np.log(np.asarray(list(points), dtype=float))
+    ys = np.log(np.maximum(np.asarray(list(points.values()), dtype=float), 1e-9))
+    b, log_a = np.polyfit(ns, ys, 1)
+    return float(math.exp(log_a)), float(b)
+
+
 def ensure_scale_stores(ctx: "Context") -> dict[int, tuple[Path, dict]]:
     """One store per scale, from the cache when built before; bigger ones grow from a copy of a smaller one.
 
@@ -1143,8 +1166,11 @@ def section_scale(res: Results, ctx: "Context") -> None:
     data: dict[str, Any] = {}
     p50s: dict[int, float] = {}
     for n, (path, meta) in sorted(stores.items()):
+        env = child_env(QA_SNAPSHOT_DIR=str(ctx.work / f"snapshots-{n}"))  # an empty cache, derived once below
+        d = run_child([sys.executable, str(SCRIPT), *input_args(), "--scale-derive", str(path)], env, timeout=3600)
+        derived = last_json(d.stdout) if d.returncode == 0 else {}
         r = run_child([sys.executable, str(SCRIPT), *input_args(), "--scale-worker", str(path), "--questions-file", str(qfile),
-                       "--passes", str(ctx.plan.scale_passes)], child_env(), timeout=3600)
+                       "--passes", str(ctx.plan.scale_passes)], env, timeout=3600)
         if r.returncode != 0:
             res.add(sec, f"{n:,} chunks", "failed", r.stderr.strip()[-200:])
             res.errors[f"scale {n}"] = r.stderr.strip()[-500:]
@@ -1170,11 +1196,15 @@ def section_scale(res: Results, ctx: "Context") -> None:
                 ", ".join(f"{s} {statistics.median(warm[f'stage:{s}:p50']):.0f}" for s in stages) + " ms")
         res.add(sec, f"{label}: peak RSS", Stat([w["peak_rss_mb"]], "MB"),
                 f"models alone {w['rss_models_mb']:.0f} MB; after engine open {w['rss_after_open_mb']:.0f} MB")
-        res.add(sec, f"{label}: engine open (snapshot + BM25)", Stat([w["open_s"]], "s"))
+        res.add(sec, f"{label}: engine open (saved snapshot)", Stat([w["open_s"]], "s"))
+        if derived:
+            res.add(sec, f"{label}: snapshot derived from scratch (an empty cache, once)", Stat([derived["seconds"]], "s"),
+                    f"peak RSS {derived['peak_rss_mb']:.0f} MB; {derived['snapshot_mb']:.1f} MB on disk")
         res.add(sec, f"{label}: index on disk", Stat([size_mb], "MB"),
-                f"built in {meta.get('build_s_total', 0):.0f} s in all{' (cached)' if meta.get('cached') else ''}")
+                f"{size_mb * 1e6 / max(1, w['chunks']) / 1e3:.1f} KB per chunk; built in "
+                f"{meta.get('build_s_total', 0):.0f} s in all{' (cached)' if meta.get('cached') else ''}")
         p50s[n] = statistics.median(warm.get("search_p50") or warm["retrieve_p50"])
-        data[str(n)] = w | {"disk_mb": size_mb, "build": meta}
+        data[str(n)] = w | {"disk_mb": size_mb, "build": meta, "derive": derived}
         ctx.scale[n] = w
     if len(p50s) >= 2:
         ns = sorted(p50s)
@@ -1186,6 +1216,18 @@ def section_scale(res: Results, ctx: "Context") -> None:
             parts.append(f"×{growth:.2f} at {n // lo}× the chunks (latency ∝ size^{exp:.2f})")
         res.add(sec, f"growth vs {lo:,} chunks (ask without the query embedding, p50)", "; ".join(parts))
         data["growth"] = {str(n): p50s[n] / p50s[lo] for n in ns}
+        measured = {int(k): v for k, v in data.items() if k.isdigit()}
+        fits = {"open": ({n: v["open_s"] for n, v in measured.items()}, "s"),
+                "peak RSS": ({n: v["peak_rss_mb"] for n, v in measured.items()}, "MB"),
+                "disk": ({n: v["disk_mb"] for n, v in measured.items()}, "MB"),
+                "ask p50 without the query embedding": (p50s, "ms")}
+        projected = {}
+        for name, (points, unit) in fits.items():
+            a, b = fit_power(points)
+            projected[name] = a * 1e6 ** b
+            res.add(sec, f"fit: {name}", f"{a:.3g} × n^{b:.2f} {unit}; projected at 1M chunks: {projected[name]:,.0f} {unit}",
+                    f"fitted on {', '.join(f'{n:,}' for n in sorted(points))} chunks")
+        data["projected_1m"] = projected
     res.data["scale"] = data
 
 
@@ -1244,6 +1286,14 @@ def evaluate_targets(res: Results, ctx: "Context") -> None:
         t.append(Target("warm offline ask, 100,000 chunks", "median < 400 ms",
                         f"not measured (largest scale {big:,})" if big else "not measured", "n/a",
                         "run the full mode"))
+    if 1_000 in ctx.scale and 10_000 in ctx.scale:  # issue 11: opening must not grow with the corpus
+        lo, hi = ctx.scale[1_000], ctx.scale[10_000]
+        ratio = hi["open_s"] / max(lo["open_s"], 1e-9)
+        t.append(Target("engine open, 10k vs 1k chunks", "within 2×", f"{hi['open_s']:.2f} s vs {lo['open_s']:.2f} s "
+                        f"({ratio:.2f}×)", "PASS" if ratio <= 2 else "MISS"))
+        growth = hi["peak_rss_mb"] - lo["peak_rss_mb"]
+        t.append(Target("peak RSS growth, 1k → 10k chunks", "< 300 MB", f"{growth:.0f} MB ({lo['peak_rss_mb']:.0f} → "
+                        f"{hi['peak_rss_mb']:.0f} MB)", "PASS" if growth < 300 else "MISS"))
     if ctx.reingest_ratio is not None:
         med = ctx.reingest_ratio.median
         t.append(Target("re-ingest unchanged corpus", "< 5% of first ingestion", f"{med:.2f}%",
@@ -1469,6 +1519,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scale-to", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("--scale-deadline", type=float, default=math.inf, help=argparse.SUPPRESS)
     p.add_argument("--scale-worker", help=argparse.SUPPRESS)
+    p.add_argument("--scale-derive", help=argparse.SUPPRESS)
     p.add_argument("--questions-file", help=argparse.SUPPRESS)
     p.add_argument("--passes", type=int, default=3, help=argparse.SUPPRESS)
     p.add_argument("--cold-probe", help=argparse.SUPPRESS)
@@ -1496,6 +1547,9 @@ def main(argv: list[str] | None = None) -> int:
     SEEDS, TESTSET, APP = args.seeds or SEEDS, args.testset or TESTSET, args.app or APP
     if args.scale_build:
         print(json.dumps(scale_build(Path(args.scale_build), "scale", args.scale_to, args.scale_deadline)))
+        return 0
+    if args.scale_derive:
+        print(json.dumps(scale_derive(Path(args.scale_derive), "scale")))
         return 0
     if args.scale_worker:
         questions = json.loads(Path(args.questions_file).read_text(encoding="utf-8"))

@@ -8,6 +8,7 @@ single consistent snapshot, even while an ingestion is being picked up.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import Counter
@@ -22,7 +23,7 @@ from llama_index.core.schema import NodeWithScore
 from qa.answering import Answerer, ExtractiveAnswerer, node_to_source
 from qa.documents import CorpusDocument, from_records
 from qa.embeddings import LocalEmbedding, USEEmbedding, make_embedding
-from qa.errors import LLMError, StoreError
+from qa.errors import LLMError, QAError, StoreError
 from qa.evidence import default_model
 from qa.ingest import RemoveReport
 from qa.llm import LLMClient, endpoint_label
@@ -37,6 +38,8 @@ from qa.snapshot import Snapshot, manifest_key
 from qa.store import Store, describe_location
 from qa.support import TermSupport
 from qa.timing import Trace, stage, tracing
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -70,10 +73,11 @@ class Pipeline:
                                           max_per_source=settings.retrieval.max_per_source).postprocess_nodes(candidates)
 
 
-def build_pipeline(settings: Settings, store: Store, embed_model: LocalEmbedding, llm: LLMClient | None) -> Pipeline:
+def build_pipeline(settings: Settings, store: Store, embed_model: LocalEmbedding, llm: LLMClient | None,
+                   previous: Snapshot | None = None) -> Pipeline:
     r = settings.retrieval
-    snapshot = Snapshot.load(store, r.min_language_chunks)
-    if not snapshot.texts:
+    snapshot = Snapshot.load(store, r.min_language_chunks, settings.snapshot_folder(store.name), previous)
+    if not snapshot.metadatas:
         raise StoreError(f"the index at {describe_location(settings)} has no documents; run `qa ingest`")
     analyzer = QueryAnalyzer(embed_model, snapshot.centroids, e5_share=r.e5_share,
                              max_chars=settings.max_question_chars, documents=snapshot.documents,
@@ -153,8 +157,27 @@ class QAEngine:
             # process (`qa ingest` in a terminal) wrote. Questions in flight finish on the old pipeline.
             fresh = Store(self.settings)
             fresh.reopen()
-            self.pipeline = build_pipeline(self.settings, fresh, self.embed_model, self.llm)
+            self.pipeline = build_pipeline(self.settings, fresh, self.embed_model, self.llm, self.pipeline.snapshot)
             return True
+
+    def watch(self, every: float) -> threading.Thread | None:
+        """Call refresh() every `every` seconds in a daemon thread (None when every is 0), so that a document
+        another process ingests becomes answerable without a restart. A failed check is logged and retried."""
+        if every <= 0:
+            return None
+
+        def loop() -> None:
+            while True:
+                time.sleep(every)
+                try:
+                    if self.refresh():
+                        log.info("picked up a change of the index: %d documents", len(self.snapshot.documents))
+                except QAError as exc:  # a server down for a while: the current snapshot keeps answering
+                    log.warning("checking the index for changes failed: %s", exc)
+
+        thread = threading.Thread(target=loop, name="index-watch", daemon=True)
+        thread.start()
+        return thread
 
     def documents(self) -> list[CorpusDocument]:
         """The documents questions are answered from (this engine's snapshot; refresh() after an ingestion)."""

@@ -23,6 +23,7 @@ from qa.embeddings import LocalEmbedding, make_embedding
 from qa.errors import ConfigError, QAError, StoreError
 from qa.loading import CorpusFile, SkippedFile, chunk_pages, load_corpus
 from qa.settings import Settings, load_settings
+from qa.snapshot import Snapshot
 from qa.store import DocRecord, Store, describe_location
 
 log = logging.getLogger(__name__)
@@ -156,6 +157,7 @@ def ingest(
             store.check_model(model.model_name, model.dim)
             store.create(model.model_name, model.dim)
             report = _sync(settings, store, model, progress)
+        save_snapshot(settings, store)
     report.seconds = time.perf_counter() - started
     report.location = describe_location(settings)
     return report
@@ -237,6 +239,12 @@ def _sync(settings: Settings, store: Store, model: LocalEmbedding, progress: Pro
     report.documents_total = len(final)
     report.chunks_total = sum(len(r.chunk_ids) for r in final.values())
     return report
+
+
+def save_snapshot(settings: Settings, store: Store) -> None:
+    """Derive the readers' snapshot of the new manifest now (from the previous one: only changed documents are
+    read), so that engines open it without reading the corpus. Killed before this, the first reader does it."""
+    Snapshot.load(store, settings.retrieval.min_language_chunks, settings.snapshot_folder(store.name))
 
 
 def _now() -> str:
@@ -381,6 +389,7 @@ def _add_documents(settings, paths, names, embed_model, progress, max_bytes) -> 
             except BaseException:
                 _undo(store, list(sources))
                 raise
+            save_snapshot(settings, store)
         for skipped in result.skipped:
             sources.pop(skipped.source).unlink(missing_ok=True)
             report.rejected.append((Path(skipped.source).name, skipped.reason))
@@ -460,4 +469,5 @@ def remove_documents(settings: Settings, sources: list[str], *, delete_files: bo
             report.removed.append(key)
         if keys:
             _sweep_orphans(store)  # also what an earlier, interrupted removal left
+            save_snapshot(settings, store)
     return report

@@ -40,8 +40,9 @@ def overview_nodes(query: Query, candidates: list[NodeWithScore], snapshot, top_
     order = [s for s in order if query.permits(s)]
     if query.prefer:
         order = [s for s in order if s in query.prefer]
-    return [NodeWithScore(node=snapshot.node(snapshot.documents[s].first_chunk, None), score=1.0)
-            for s in order[:top_k] if s in snapshot.documents]
+    chosen = [snapshot.documents[s].first_chunk for s in order[:top_k] if s in snapshot.documents]
+    snapshot.texts.prefetch(chosen)
+    return [NodeWithScore(node=snapshot.node(cid, None), score=1.0) for cid in chosen]
 
 
 class OverviewAnswerer:

@@ -57,13 +57,14 @@ class DenseRetriever(_SnapshotRetriever):
             # because other documents took the places.
             got = self.store.query_chunks(query.ranking_vector.tolist(), 3 * self.candidates, where=query.where)
             out = []
-            for cid, dist, emb in zip(got["ids"][0], got["distances"][0], got["embeddings"][0]):
-                if cid not in self.snapshot.texts or not query.permits(self.snapshot.metadatas[cid]["source"]):
+            for cid, dist, emb, text in zip(got["ids"][0], got["distances"][0], got["embeddings"][0],
+                                            got["documents"][0]):
+                if cid not in self.snapshot.metadatas or not query.permits(self.snapshot.metadatas.source(cid)):
                     continue
                 raw = 1.0 - float(dist)
                 md = self.snapshot.metadatas[cid]
                 score = raw - self.centering * query.ranking_bias(md["language"], md["source"])
-                out.append(RankedNode(node=self.snapshot.node(cid, emb), score=score, scores={"dense": raw}))
+                out.append(RankedNode(node=self.snapshot.node(cid, emb, text), score=score, scores={"dense": raw}))
             out.sort(key=lambda n: n.score, reverse=True)
             return out[: self.candidates]
 
@@ -79,8 +80,9 @@ class SentenceRetriever(_SnapshotRetriever):
             best: dict[str, float] = {}
             for md, dist in zip(got["metadatas"][0], got["distances"][0]):
                 cid = md["chunk_id"]
-                if cid in self.snapshot.texts and cid not in best and query.permits(self.snapshot.metadatas[cid]["source"]):
+                if cid in self.snapshot.metadatas and cid not in best and query.permits(self.snapshot.metadatas.source(cid)):
                     best[cid] = 1.0 - float(dist)
+            self.snapshot.texts.prefetch(list(best))
             return [RankedNode(node=self.snapshot.node(cid, None), score=s, scores={"sentence": s})
                     for cid, s in sorted(best.items(), key=lambda kv: kv[1], reverse=True)]
 
@@ -99,10 +101,9 @@ class LexicalRetriever(_SnapshotRetriever):
         with stage("lexical_search"):
             mask = None
             if query.allowed is not None:  # scores outside the filter are zeroed before the top k is taken
-                metas = self.snapshot.metadatas
-                mask = np.fromiter((metas[cid]["source"] in query.allowed for cid in self.snapshot.lexical.ids),
-                                   dtype=bool, count=len(self.snapshot.lexical))
+                mask = self.snapshot.metadatas.mask(query.allowed)  # the lexical index has the table's order
             hits = self.snapshot.lexical.search(query.search_terms, self.candidates, mask=mask)
+            self.snapshot.texts.prefetch([cid for cid, _, _ in hits])
             return [RankedNode(node=self.snapshot.node(cid, None), score=score, weight=cov ** self.coverage_power,
                                scores={"lexical": score, "coverage": cov}) for cid, score, cov in hits]
 
@@ -144,8 +145,8 @@ class FusionRetriever(BaseRetriever):
             missing = [cid for cid in order if nodes[cid].node.embedding is None]
             if missing:
                 got = self.store.read_chunks(missing, with_embeddings=True)
-                for cid, emb in zip(got["ids"], got["embeddings"]):
-                    nodes[cid] = RankedNode(node=self.snapshot.node(cid, emb))
+                for cid, emb, text in zip(got["ids"], got["embeddings"], got["documents"]):
+                    nodes[cid] = RankedNode(node=self.snapshot.node(cid, emb, text))
             out = []
             for cid in order:
                 node = nodes[cid].node

@@ -363,7 +363,8 @@ class Settings(BaseSettings):
 
     # --- corpus and store -------------------------------------------------------------------
     corpus_dir: Path = Field(Path("seeds"), description="Folder of articles (.txt/.md/.html), read recursively.")
-    persist_dir: Path = Field(Path("vectorstore"), description="Folder of the embedded Chroma store.")
+    persist_dir: Path = Field(Path("vectorstore"), description="Folder of the embedded Chroma store (with "
+                              "chroma_host, only the local snapshots go there: see snapshot_dir).")
     collection: str = Field(
         "news", description="Chroma collection name (3-50 characters: letters, digits, '.', '_', '-')."
     )
@@ -371,6 +372,15 @@ class Settings(BaseSettings):
         None, description="Host of a Chroma server (`chroma run`); unset means the embedded store in persist_dir."
     )
     chroma_port: int = Field(8000, ge=1, le=65535, description="Port of the Chroma server, used with chroma_host.")
+    snapshot_dir: Path | None = Field(
+        None, description="Folder where each reader keeps what it derives from the store (BM25 index, chunk table, "
+        "language-centring sample), one subfolder per collection and version, so that opening does not re-read the "
+        "corpus; default persist_dir/snapshots. It is local to the machine, also with chroma_host.",
+    )
+    refresh_seconds: float = Field(
+        10.0, ge=0, description="How often app.py looks for documents that another process (`qa ingest`, another "
+        "replica) added or removed, in seconds; 0 never looks (the UI's own uploads are always picked up).",
+    )
     max_file_bytes: int = Field(5_000_000, ge=1, description="Files larger than this are skipped at ingestion (bytes).")
 
     # --- embeddings and chunking --------------------------------------------------------------
@@ -459,6 +469,10 @@ class Settings(BaseSettings):
     def audit_path(self) -> Path:
         """Where the audit trail goes: auth.audit_file, or next to the store."""
         return Path(self.auth.audit_file or Path(self.persist_dir) / "audit.jsonl")
+
+    def snapshot_folder(self, collection: str) -> Path:
+        """Where the saved snapshots of one collection go (see qa.snapshot)."""
+        return Path(self.snapshot_dir or Path(self.persist_dir) / "snapshots") / collection
 
     @property
     def feedback_path(self) -> Path:

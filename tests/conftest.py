@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
+import subprocess
+import sys
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
 import pytest
 
 from qa.settings import apply_process_defaults
@@ -24,6 +29,47 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def wait_for_heartbeat(port: int, proc: subprocess.Popen, log: Path, deadline: float) -> None:
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"chroma run exited with {proc.returncode}: {log.read_text()[-2000:]}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/api/v2/heartbeat", timeout=1.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError("chroma run did not answer its heartbeat in time")
+
+
+@pytest.fixture
+def chroma_server(tmp_path):
+    """A real `chroma run` on a free loopback port; yields (port, stop) where stop() ends it early."""
+    port = free_port()
+    env = dict(os.environ, ANONYMIZED_TELEMETRY="False")
+    log = tmp_path / "chroma-server.log"  # a file, not a pipe: the server logs every request and would block
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [str(Path(sys.executable).with_name("chroma")), "run", "--host", "127.0.0.1", "--port", str(port), "--path", str(tmp_path / "chroma-server")],
+            env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        )
+
+    def stop() -> None:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+
+    try:
+        wait_for_heartbeat(port, proc, log, time.monotonic() + 60)
+        yield port, stop
+    finally:
+        stop()
 
 
 @pytest.fixture(scope="session")

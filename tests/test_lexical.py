@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from qa.lexical import LexicalIndex
@@ -17,7 +18,7 @@ TEXTS = {
 
 @pytest.fixture(scope="module")
 def index() -> LexicalIndex:
-    return LexicalIndex(list(TEXTS), list(TEXTS.values()))
+    return LexicalIndex.build(list(TEXTS), TEXTS)
 
 
 def search(index, text, k=4):
@@ -52,6 +53,34 @@ def test_idf_and_document_share(index):
 
 
 def test_no_match_and_empty_index():
-    assert search(LexicalIndex(list(TEXTS), list(TEXTS.values())), "xylophone") == []
-    empty = LexicalIndex([], [])
+    assert search(LexicalIndex.build(list(TEXTS), TEXTS), "xylophone") == []
+    empty = LexicalIndex.build([], {})
     assert len(empty) == 0 and empty.search(["sora"], 3) == [] and empty.doc_share("sora") == 0.0
+
+
+def _hits(index, text):
+    return {cid: (round(s, 5), round(c, 5)) for cid, s, c in search(index, text, 4)}
+
+
+def test_a_saved_index_is_memory_mapped_and_scores_the_same(tmp_path):
+    built = LexicalIndex.build(list(TEXTS), TEXTS)
+    built.save(tmp_path / "lex")
+    loaded = LexicalIndex.load(tmp_path / "lex")
+    assert isinstance(loaded.doc_terms(0), np.memmap) or isinstance(loaded.doc_terms(0).base, np.memmap)
+    for q in ("Who is Ashton Kutcher?", "麦格理", "الشركة يوتيوب", "Sora minute"):
+        assert _hits(loaded, q) == _hits(built, q)
+    assert loaded.idf("kutcher") == built.idf("kutcher") and loaded.doc_share("Sora") == 1.0
+
+
+def test_an_update_tokenizes_only_the_new_chunks_and_scores_like_a_full_build(monkeypatch):
+    old = LexicalIndex.build(["fr", "ar", "zh"], {k: TEXTS[k] for k in ("fr", "ar", "zh")})
+    seen = []
+    monkeypatch.setattr("qa.lexical.lexical_terms", lambda text: seen.append(text) or lexical_terms(text))
+    updated = LexicalIndex.build(["ar", "zh", "en"], {"en": TEXTS["en"]}, reuse=old)  # "fr" removed, "en" added
+    assert seen == [TEXTS["en"]]
+    full = LexicalIndex.build(["ar", "zh", "en"], {k: TEXTS[k] for k in ("ar", "zh", "en")})
+    for q in ("Who is Ashton Kutcher?", "Sora minute videos", "麦格理", "يوتيوب"):
+        assert _hits(updated, q) == _hits(full, q)
+    assert updated.idf("sora") == pytest.approx(full.idf("sora")) and updated.doc_share("Kutcher") == 0.0
+    with pytest.raises(KeyError, match="neither a text"):
+        LexicalIndex.build(["new"], {}, reuse=old)

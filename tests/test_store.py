@@ -5,22 +5,16 @@ from __future__ import annotations
 import os
 import shutil
 import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 
 import qa
 from qa.store import Store
 
-from conftest import free_port
-
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = ROOT / "seeds"
-CHROMA = Path(sys.executable).with_name("chroma")
 LEAK_QUESTION = "Qui a divulgué l'accès au modèle Sora sur Hugging Face ?"
 LEAK_SEED = "003_2a6568c6f07e6f37.txt"
 
@@ -77,47 +71,6 @@ def test_other_model_needs_rebuild_and_rebuild_replaces_the_collection(fresh):
 # --- server mode -------------------------------------------------------------------------------
 
 
-def wait_for_heartbeat(port: int, proc: subprocess.Popen, log: Path, deadline: float) -> None:
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"chroma run exited with {proc.returncode}: {log.read_text()[-2000:]}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/api/v2/heartbeat", timeout=1.0).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError("chroma run did not answer its heartbeat in time")
-
-
-@pytest.fixture
-def chroma_server(tmp_path):
-    """A real `chroma run` on a free loopback port; yields (port, stop) where stop() ends it early."""
-    port = free_port()
-    env = dict(os.environ, ANONYMIZED_TELEMETRY="False")
-    log = tmp_path / "chroma-server.log"  # a file, not a pipe: the server logs every request and would block
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [str(CHROMA), "run", "--host", "127.0.0.1", "--port", str(port), "--path", str(tmp_path / "chroma-server")],
-            env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        )
-
-    def stop() -> None:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
-
-    try:
-        wait_for_heartbeat(port, proc, log, time.monotonic() + 60)
-        yield port, stop
-    finally:
-        stop()
-
-
 def test_server_mode_end_to_end_then_server_down(chroma_server, fresh, tmp_path):
     port, stop = chroma_server
     shutil.copytree(SEEDS, fresh.corpus_dir, dirs_exist_ok=True)
@@ -130,7 +83,8 @@ def test_server_mode_end_to_end_then_server_down(chroma_server, fresh, tmp_path)
     report = qa.ingest(settings, progress=quiet)
     assert (report.added, report.documents_total) == (5, 5)
     assert report.location == f"Chroma server 127.0.0.1:{port}"
-    assert not (tmp_path / "unused").exists()  # nothing written to the embedded store
+    # No embedded store: the local folder holds only this process's snapshot (qa.snapshot), no Chroma files.
+    assert not list((tmp_path / "unused").glob("chroma*")) and list((tmp_path / "unused" / "snapshots").iterdir())
 
     engine = qa.QAEngine(settings)
     stats = engine.stats()
