@@ -7,6 +7,7 @@ fresh store with the same model object. The ratio (b)/(a) is taken per run, so t
 affects both alike, and its median is printed with the medians of (a), (b) and the texts embedded.
 
     python benchmarks/ingest_cost.py --runs 3 --baseline-dir ../wt-base
+    python benchmarks/ingest_cost.py --runs 3 --rounds 2 --variant QA_CHUNK_VECTORS=pooled
 """
 
 from __future__ import annotations
@@ -56,8 +57,8 @@ print("RESULT " + json.dumps(out), flush=True)
 """
 
 
-def run_child(checkout: Path, runs: int, python: str) -> dict:
-    env = {**os.environ, "PYTHONPATH": str(checkout)}
+def run_child(checkout: Path, runs: int, python: str, extra_env: dict[str, str] | None = None) -> dict:
+    env = {**os.environ, "PYTHONPATH": str(checkout), **(extra_env or {})}
     proc = subprocess.run([python, "-c", CHILD, str(ROOT / "seeds"), str(runs)], cwd=checkout, env=env,
                           capture_output=True, text=True, timeout=3600)
     for line in proc.stdout.splitlines():
@@ -75,17 +76,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=3, help="runs per child process")
     parser.add_argument("--rounds", type=int, default=1, help="child processes per checkout, alternating")
     parser.add_argument("--baseline-dir", type=Path, help="another checkout (the old code)")
+    parser.add_argument("--variant", action="append", default=[], metavar="QA_VAR=VALUE",
+                        help="also run this checkout with this setting (e.g. QA_CHUNK_VECTORS=pooled), alternating")
     parser.add_argument("--python", default=sys.executable)
     args = parser.parse_args(argv)
-    checkouts = {"this checkout": ROOT}
+    checkouts: dict[str, tuple[Path, dict[str, str]]] = {"this checkout": (ROOT, {})}
+    for v in args.variant:
+        key, _, value = v.partition("=")
+        checkouts[f"this checkout, {v}"] = (ROOT, {key: value})
     if args.baseline_dir is not None:
-        checkouts["baseline"] = args.baseline_dir.resolve()
+        checkouts["baseline"] = (args.baseline_dir.resolve(), {})
     results: dict[str, dict[str, list]] = {n: {"reference": [], "ingest": [], "embedded": [], "chunks": []}
                                            for n in checkouts}
     names = list(checkouts)
     for i in range(args.rounds):
         for name in names if i % 2 == 0 else names[::-1]:
-            got = run_child(checkouts[name], args.runs, args.python)
+            got = run_child(checkouts[name][0], args.runs, args.python, checkouts[name][1])
             for key in ("reference", "ingest", "embedded"):
                 results[name][key] += got[key]
             results[name]["chunks"].append(got["chunks"])

@@ -57,6 +57,16 @@ class LocalEmbedding(BaseEmbedding):
         """Dimensions of the models side by side in one vector (one model: its own dimension)."""
         return (self.dim,)
 
+    def pool(self, vectors: np.ndarray, weights: list[float] | None = None) -> np.ndarray:
+        """One vector for a text from the vectors of its parts (a chunk's sentences): their weighted mean, each
+        model's part normalised like encode() does (one model: a unit vector; n models side by side: each 1/√n)."""
+        mean = np.average(np.asarray(vectors, dtype=np.float32), axis=0, weights=weights)
+        parts, start = [], 0
+        for d in self.part_dims:
+            parts.append(_normalize(mean[start : start + d]))
+            start += d
+        return np.concatenate(parts) / np.sqrt(len(parts))
+
     def _get_query_embedding(self, query: str) -> list[float]:
         return self.encode([query], True)[0].tolist()
 

@@ -25,6 +25,7 @@ from qa.loading import CorpusFile, SkippedFile, chunk_pages, load_corpus
 from qa.settings import Settings, load_settings
 from qa.snapshot import Snapshot
 from qa.store import DocRecord, Store, describe_location
+from qa.text import count_tokens
 
 log = logging.getLogger(__name__)
 ProgressFn = Callable[[int, int, str], None]  # (chunks done, chunks total, current source)
@@ -49,6 +50,9 @@ class VectorCache:
 
     def __getitem__(self, text: str) -> list[float]:
         return self._vectors[text].tolist()
+
+    def vector(self, text: str) -> np.ndarray:
+        return self._vectors[text]
 
     def embed(self, model: LocalEmbedding, texts: list[str]) -> int:
         """Embed those of texts not cached yet, in one call; returns how many were embedded."""
@@ -93,7 +97,8 @@ class IngestReport:
 
 def signature(settings: Settings, model: LocalEmbedding) -> str:
     """What a document's chunks depend on besides its bytes: changing it re-chunks the document."""
-    return f"{model.model_name}|{settings.chunk_size}|{settings.chunk_overlap}|v1"
+    pooled = "|pooled" if settings.chunk_vectors == "pooled" else ""  # default stores keep their signature
+    return f"{model.model_name}|{settings.chunk_size}|{settings.chunk_overlap}|v1{pooled}"
 
 
 @contextmanager
@@ -206,15 +211,16 @@ def _sync(settings: Settings, store: Store, model: LocalEmbedding, progress: Pro
     done = 0
     cache = VectorCache()
     try:
-        for group in _groups(store, todo, cache):
+        pooled = settings.chunk_vectors == "pooled"
+        for group in _groups(store, todo, cache, pooled):
             # One encode call for the group; a failure here leaves all of its documents as they were.
-            texts = [t for _, _, _, fresh in group for t in _texts(fresh)]
+            texts = [t for _, _, _, fresh in group for t in _texts(fresh, pooled)]
             if bar is not None:  # the bar moves per committed document; say what the wait is for
                 bar.set_postfix_str(f"embedding {len(set(texts))} texts of {len(group)} documents")
             report.embedded_texts += cache.embed(model, texts)
             for f, chunks, existed, fresh in group:
                 new_ids = [c.id for c in chunks]
-                _write(store, cache, f, fresh)
+                _write(store, cache, f, fresh, model if pooled else None)
                 old = manifest.get(f.source)
                 store.commit_document(
                     DocRecord(f.source, f.file_hash, sig, f.title, f.language, f.url, f.date, new_ids, _now())
@@ -258,12 +264,13 @@ def _forget(store: Store, record: DocRecord) -> int:
     return len(record.chunk_ids)
 
 
-def _texts(chunks: list[Chunk]) -> list[str]:
-    """What a document's new chunks need embedded: each chunk's text and each of its sentences."""
-    return [t for c in chunks for t in (c.text, *c.sentences)]
+def _texts(chunks: list[Chunk], pooled: bool = False) -> list[str]:
+    """What a document's new chunks need embedded: each of their sentences, and each chunk's text unless its
+    vector is pooled from its sentences' (settings.chunk_vectors)."""
+    return [t for c in chunks for t in (c.sentences if pooled and c.sentences else (c.text, *c.sentences))]
 
 
-def _groups(store: Store, todo: list[tuple[CorpusFile, list[Chunk], bool]], cache: VectorCache):
+def _groups(store: Store, todo: list[tuple[CorpusFile, list[Chunk], bool]], cache: VectorCache, pooled: bool):
     """Documents in groups of about GROUP_TEXTS distinct new texts: (file, chunks, existed, fresh chunks)."""
     group: list[tuple[CorpusFile, list[Chunk], bool, list[Chunk]]] = []
     pending: set[str] = set()
@@ -271,7 +278,7 @@ def _groups(store: Store, todo: list[tuple[CorpusFile, list[Chunk], bool]], cach
         already = store.existing_chunk_ids([c.id for c in chunks])
         fresh = [c for c in chunks if c.id not in already]  # left by an interrupted run: reused as they are
         group.append((f, chunks, existed, fresh))
-        pending.update(t for t in _texts(fresh) if t not in cache)
+        pending.update(t for t in _texts(fresh, pooled) if t not in cache)
         if len(pending) >= GROUP_TEXTS:
             yield group
             group, pending = [], set()
@@ -279,12 +286,15 @@ def _groups(store: Store, todo: list[tuple[CorpusFile, list[Chunk], bool]], cach
         yield group
 
 
-def _write(store: Store, cache: VectorCache, f: CorpusFile, chunks: list[Chunk]) -> None:
+def _write(store: Store, cache: VectorCache, f: CorpusFile, chunks: list[Chunk],
+           pool: LocalEmbedding | None = None) -> None:
+    """pool: the model whose pool() makes each chunk's vector from its sentences' (None: the chunk's own)."""
     if not chunks:
         return
     texts = [c.text for c in chunks]
     sentences = [(c, i, s) for c in chunks for i, s in enumerate(c.sentences)]
-    chunk_vecs = [cache[t] for t in texts]
+    chunk_vecs = [pool.pool([cache.vector(s) for s in c.sentences], [max(1, count_tokens(s)) for s in c.sentences]).tolist()
+                  if pool is not None and c.sentences else cache[c.text] for c in chunks]
     sent_vecs = [cache[s] for _, _, s in sentences]
     metadatas = [
         {

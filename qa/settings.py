@@ -397,6 +397,11 @@ class Settings(BaseSettings):
         description=f"Chunk size in tokens (words; a CJK character counts one); {TUNED_ON}: 96-512 compared.",
     )
     chunk_overlap: int = Field(16, description="Tokens shared by consecutive chunks; smaller than chunk_size.")
+    chunk_vectors: Literal["encoded", "pooled"] = Field(
+        "encoded", description="How a chunk's vector is made: 'encoded' runs the models over the chunk's text; 'pooled' "
+        "is the token-weighted mean of its sentences' vectors (per model), so ingestion embeds each sentence once and "
+        "no chunk text (about half the embedding work). Changing it re-embeds the corpus at the next ingestion.",
+    )
 
     # --- questions and answers ----------------------------------------------------------------
     max_question_chars: int = Field(1000, ge=1, description="Longest question accepted, in characters.")

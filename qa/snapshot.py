@@ -16,6 +16,7 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Iterator, Mapping
@@ -102,21 +103,24 @@ class ChunkTexts(Mapping):
     def __init__(self, store: Store | None, table: ChunkTable, limit: int = TEXT_CACHE):
         self.store, self.table, self.limit = store, table, limit
         self._cache: OrderedDict[str, str] = OrderedDict()
+        self._lock = threading.Lock()  # questions are answered in several threads at once
 
     def prefetch(self, ids: list[str]) -> None:
         """One read for all the texts of `ids` not yet cached (a retriever's candidates)."""
-        missing = [cid for cid in dict.fromkeys(ids) if cid in self.table and cid not in self._cache]
+        with self._lock:
+            missing = [cid for cid in dict.fromkeys(ids) if cid in self.table and cid not in self._cache]
         if missing and self.store is not None:
             got = self.store.read_chunks(missing)
             self.put(dict(zip(got["ids"], got["documents"])))
 
     def put(self, texts: dict[str, str]) -> None:
-        for cid, text in texts.items():
-            if cid in self.table:
-                self._cache[cid] = text or ""
-                self._cache.move_to_end(cid)
-        while len(self._cache) > self.limit:
-            self._cache.popitem(last=False)
+        with self._lock:
+            for cid, text in texts.items():
+                if cid in self.table:
+                    self._cache[cid] = text or ""
+                    self._cache.move_to_end(cid)
+            while len(self._cache) > self.limit:
+                self._cache.popitem(last=False)
 
     def __getitem__(self, cid: str) -> str:
         if cid not in self.table:
@@ -124,7 +128,8 @@ class ChunkTexts(Mapping):
         if cid not in self._cache:
             self.prefetch([cid])
         # Deleted from Chroma since this snapshot was taken (a removal being picked up): no text, not a crash.
-        return self._cache.get(cid, "")
+        with self._lock:
+            return self._cache.get(cid, "")
 
     def __contains__(self, cid: object) -> bool:
         return cid in self.table

@@ -387,3 +387,60 @@ def test_vector_cache_is_bounded_and_keeps_what_the_group_needs():
     assert cache.embed(model, ["one", "four", "five"]) == 2  # "one" is cached; the oldest others go
     assert "one" in cache and "four" in cache and "five" in cache and "two" not in cache
     assert abs(model.encode(["one"])[0] - cache["one"]).max() < 1e-6
+
+
+def test_pooled_chunk_vectors_embed_only_sentences_and_store_their_weighted_mean(fresh, monkeypatch):
+    """settings.chunk_vectors='pooled': no chunk text goes through the model; each chunk's vector is the
+    token-weighted mean of its sentences' vectors, normalised; switching the setting re-embeds every document."""
+    import numpy as np
+
+    from qa.embeddings import LocalEmbedding, USEEmbedding
+    from qa.text import count_tokens
+
+    settings = with_use(fresh, chunk_size=48, chunk_overlap=16, chunk_vectors="pooled")
+    write(settings.corpus_dir, "a.txt", DELAY_FR[:7])
+    write(settings.corpus_dir, "b.txt", LEAK_FR[:4])
+    splitter = make_splitter(settings.chunk_size, settings.chunk_overlap)
+    chunks = [c for f in load_corpus(settings.corpus_dir, settings.max_file_bytes).files
+              for c in chunk_text(f.source, f.text, splitter)]
+    assert any(len(c.sentences) > 1 for c in chunks)  # or the mean proves nothing
+    inputs: list[str] = []
+    original = LocalEmbedding.encode
+
+    def counting(self, texts, is_query=False):
+        inputs.extend(texts)
+        return original(self, texts, is_query)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(LocalEmbedding, "encode", counting)
+        report = qa.ingest(settings, progress=quiet)
+    sentences = {s for c in chunks for s in c.sentences}
+    assert set(inputs) == sentences and report.embedded_texts == len(sentences)
+    store = Store(settings)
+    assert_consistent(store)
+    model = USEEmbedding()
+    stored = store._get().get(ids=[c.id for c in chunks], include=["embeddings"])
+    by_id = dict(zip(stored["ids"], stored["embeddings"]))
+    for c in chunks:
+        vectors = model.encode(c.sentences)
+        mean = np.average(vectors, axis=0, weights=[count_tokens(s) for s in c.sentences])
+        assert np.abs(mean / np.linalg.norm(mean) - by_id[c.id]).max() < 1e-5
+        assert abs(np.linalg.norm(by_id[c.id]) - 1) < 1e-5
+
+    assert qa.ingest(settings.replace(chunk_vectors="encoded"), progress=quiet).updated == 2
+
+
+def test_pool_keeps_each_models_part_at_its_share_of_the_norm():
+    import numpy as np
+
+    from qa.embeddings import CombinedEmbedding
+
+    model = CombinedEmbedding()
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(3, model.dim)).astype(np.float32)
+    pooled = model.pool(vectors, [1, 2, 3])
+    head = model.part_dims[0]
+    for part in (pooled[:head], pooled[head:]):  # as encode() returns them: each model's unit vector / sqrt(2)
+        assert abs(np.linalg.norm(part) - 1 / np.sqrt(2)) < 1e-6
+    direction = np.average(vectors[:, :head], axis=0, weights=[1, 2, 3])
+    assert np.abs(pooled[:head] - direction / np.linalg.norm(direction) / np.sqrt(2)).max() < 1e-6
