@@ -51,6 +51,22 @@ def quiet(*_args) -> None:
     pass
 
 
+def ingest_counting_inputs(settings: qa.Settings, monkeypatch) -> tuple[qa.IngestReport, list[str]]:
+    """qa.ingest, and every text the real model was given to embed."""
+    from qa.embeddings import LocalEmbedding
+
+    inputs: list[str] = []
+    original = LocalEmbedding.encode
+
+    def counting(self, texts, is_query=False):
+        inputs.extend(texts)
+        return original(self, texts, is_query)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(LocalEmbedding, "encode", counting)
+        return qa.ingest(settings, progress=quiet), inputs
+
+
 def chunk_ids_by_source(store: Store) -> dict[str, list[str]]:
     return {source: record.chunk_ids for source, record in store.manifest().items()}
 
@@ -337,7 +353,7 @@ def test_bad_setting_names_field_and_variable(env, value, field, monkeypatch, ca
 def test_repeated_sentences_are_embedded_once_with_the_same_vectors(fresh, monkeypatch):
     """Overlapping chunks, a repeated paragraph, a one-sentence chunk and a sentence shared by two files:
     the real model sees each distinct text once, and what is stored is what encoding it alone gives."""
-    from qa.embeddings import LocalEmbedding, USEEmbedding
+    from qa.embeddings import USEEmbedding
     from qa.ingest import GROUP_TEXTS
 
     settings = with_use(fresh, chunk_size=48, chunk_overlap=16)
@@ -351,16 +367,7 @@ def test_repeated_sentences_are_embedded_once_with_the_same_vectors(fresh, monke
     distinct = set(every)
     assert len(every) - len(distinct) >= 5  # the corpus repeats itself, or the test proves nothing
 
-    inputs: list[str] = []
-    original = LocalEmbedding.encode
-
-    def counting(self, texts, is_query=False):
-        inputs.extend(texts)
-        return original(self, texts, is_query)
-
-    with monkeypatch.context() as patch:
-        patch.setattr(LocalEmbedding, "encode", counting)
-        report = qa.ingest(settings, progress=quiet)
+    report, inputs = ingest_counting_inputs(settings, monkeypatch)
     assert sorted(inputs) == sorted(distinct)  # every text, each once
     assert report.embedded_texts == len(distinct) and report.chunks_added == len(chunks)
     assert len(distinct) < GROUP_TEXTS  # one group: one call for the three files
@@ -394,7 +401,7 @@ def test_pooled_chunk_vectors_embed_only_sentences_and_store_their_weighted_mean
     token-weighted mean of its sentences' vectors, normalised; switching the setting re-embeds every document."""
     import numpy as np
 
-    from qa.embeddings import LocalEmbedding, USEEmbedding
+    from qa.embeddings import USEEmbedding
     from qa.text import count_tokens
 
     settings = with_use(fresh, chunk_size=48, chunk_overlap=16, chunk_vectors="pooled")
@@ -404,16 +411,7 @@ def test_pooled_chunk_vectors_embed_only_sentences_and_store_their_weighted_mean
     chunks = [c for f in load_corpus(settings.corpus_dir, settings.max_file_bytes).files
               for c in chunk_text(f.source, f.text, splitter)]
     assert any(len(c.sentences) > 1 for c in chunks)  # or the mean proves nothing
-    inputs: list[str] = []
-    original = LocalEmbedding.encode
-
-    def counting(self, texts, is_query=False):
-        inputs.extend(texts)
-        return original(self, texts, is_query)
-
-    with monkeypatch.context() as patch:
-        patch.setattr(LocalEmbedding, "encode", counting)
-        report = qa.ingest(settings, progress=quiet)
+    report, inputs = ingest_counting_inputs(settings, monkeypatch)
     sentences = {s for c in chunks for s in c.sentences}
     assert set(inputs) == sentences and report.embedded_texts == len(sentences)
     store = Store(settings)
