@@ -144,9 +144,10 @@ class FusionRetriever(BaseRetriever):
             order = sorted(fused, key=fused.get, reverse=True)[: self.candidates]
             missing = [cid for cid in order if nodes[cid].node.embedding is None]
             if missing:
-                got = self.store.read_chunks(missing, with_embeddings=True)
-                for cid, emb, text in zip(got["ids"], got["embeddings"], got["documents"]):
-                    nodes[cid] = RankedNode(node=self.snapshot.node(cid, emb, text))
+                # Their texts were fetched by the retriever that found them (snapshot.texts caches them).
+                got = self.store.read_embeddings(missing)
+                for cid, emb in zip(got["ids"], got["embeddings"]):
+                    nodes[cid] = RankedNode(node=self.snapshot.node(cid, emb))
             out = []
             for cid in order:
                 node = nodes[cid].node

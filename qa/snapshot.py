@@ -182,7 +182,7 @@ class Snapshot:
 
     def node(self, chunk_id: str, embedding: np.ndarray | None, text: str | None = None) -> TextNode:
         """A LlamaIndex node of a committed chunk; metadata stays out of embeddings and prompts."""
-        md = dict(self.metadatas[chunk_id])
+        md = self.metadatas[chunk_id]  # a fresh dict per call
         node = TextNode(id_=chunk_id, text=self.texts[chunk_id] if text is None else text, metadata=md,
                         embedding=None if embedding is None else np.asarray(embedding).tolist())
         node.excluded_embed_metadata_keys = list(md)

@@ -311,6 +311,17 @@ class Store:
                     result["embeddings"].extend(np.asarray(got["embeddings"]))
         return result
 
+    def read_embeddings(self, ids: list[str]) -> dict[str, Any]:
+        """Only the vectors of the given chunks (their texts are in the snapshot's cache already)."""
+        col = self._get()
+        result: dict[str, list] = {"ids": [], "embeddings": []}
+        with _wrap("reading chunks", self.settings):
+            for i in range(0, len(ids), _BATCH):
+                got = col.get(ids=ids[i : i + _BATCH], include=["embeddings"])
+                result["ids"].extend(got["ids"])
+                result["embeddings"].extend(np.asarray(got["embeddings"]))
+        return result
+
     def read_sentences(self, chunk_ids: list[str]) -> dict[str, Any]:
         with _wrap("reading sentences", self.settings):
             return self._get("__sent").get(
