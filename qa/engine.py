@@ -31,6 +31,7 @@ from qa.loading import page_in
 from qa.overview import OverviewAnswerer, overview_nodes
 from qa.postprocessors import DiversityPostprocessor
 from qa.query import History, Query, QueryAnalyzer
+from qa.rerank import PassageReranker, make_reranker
 from qa.retrievers import DenseRetriever, FusionRetriever, LexicalRetriever, SentenceRetriever
 from qa.schema import Answer, Source
 from qa.settings import Settings, load_settings
@@ -63,11 +64,14 @@ class Pipeline:
     answerer: Answerer  # the configured mode (the LLM wrapped in its offline fallback, or offline)
     offline: ExtractiveAnswerer
     overview: Answerer  # questions about the corpus as a whole, in the configured mode
+    reranker: PassageReranker | None = None  # orders the first fused passages by the fitted passage model
 
     def nodes(self, query: Query, top_k: int, settings: Settings) -> list[NodeWithScore]:
         candidates = self.retriever.search(query)
         if query.overview:
             return overview_nodes(query, candidates, self.snapshot, top_k)
+        if self.reranker is not None:
+            candidates = self.reranker.postprocess_nodes(candidates, query_bundle=query)
         with stage("diversity"):
             return DiversityPostprocessor(top_k=top_k, max_similarity=settings.retrieval.duplicate_similarity,
                                           max_per_source=settings.retrieval.max_per_source).postprocess_nodes(candidates)
@@ -105,7 +109,8 @@ def build_pipeline(settings: Settings, store: Store, embed_model: LocalEmbedding
                                 floor=offline)
         answerer = FallbackAnswerer(generator, offline)
         overview = FallbackAnswerer(generator, overview)
-    return Pipeline(store, snapshot, analyzer, retriever, answerer, offline, overview)
+    reranker = make_reranker(store, support, embed_model.model_name, r.rerank_depth)
+    return Pipeline(store, snapshot, analyzer, retriever, answerer, offline, overview, reranker)
 
 
 def _traced(events: Iterator, trace: Trace) -> Iterator:
