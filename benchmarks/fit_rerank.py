@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import tune  # noqa: E402
 
-from qa.rerank import MODEL_PATH, PASSAGE_FEATURES, PassageModel, passage_features  # noqa: E402
+from qa.rerank import MODEL_PATH, PASSAGE_FEATURES, PassageModel, passage_features, sentence_vectors  # noqa: E402
 
 DEPTH = 10
 L2 = 3.0  # ridge on standardised features; 1-10 moved the cross-validated hit@1 by under 0.01
@@ -53,11 +53,7 @@ def collect(names: list[str], stores: Path, cache: Path) -> tuple[dict[str, list
             nodes = p.retriever.search(query)[:DEPTH]
             if not nodes:
                 continue
-            got = p.store.read_sentences([n.node.node_id for n in nodes])
-            grouped: dict[str, list] = {}
-            for md, emb in zip(got["metadatas"], got["embeddings"]):
-                grouped.setdefault(md["chunk_id"], []).append(emb)
-            vectors = {cid: np.asarray(v, dtype=np.float32) for cid, v in grouped.items()}
+            vectors = sentence_vectors(p.store, [n.node.node_id for n in nodes])
             feats = passage_features(query, nodes, vectors, p.offline.support)
             X = np.array([[f[k] for k in PASSAGE_FEATURES] for f in feats])
             y = np.array([float(any(facts_found(n.node.get_content(), case.expected_facts))) for n in nodes])

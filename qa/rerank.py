@@ -72,6 +72,15 @@ def default_passage_model() -> PassageModel | None:
     return PassageModel.from_file(MODEL_PATH) if MODEL_PATH.is_file() else None
 
 
+def sentence_vectors(store: Store, chunk_ids: list[str]) -> dict[str, np.ndarray]:
+    """chunk id -> the stored vectors of its sentences (one row each)."""
+    got = store.read_sentences(chunk_ids)
+    grouped: dict[str, list] = {}
+    for md, emb in zip(got["metadatas"], got["embeddings"]):
+        grouped.setdefault(md["chunk_id"], []).append(emb)
+    return {cid: np.asarray(v, dtype=np.float32) for cid, v in grouped.items()}
+
+
 def passage_features(query: Query, nodes: Sequence[NodeWithScore], sentences: dict[str, np.ndarray],
                      support: TermSupport) -> list[dict[str, float]]:
     """PASSAGE_FEATURES of each node, in order. sentences: chunk id -> its sentence vectors (rows)."""
@@ -115,11 +124,7 @@ class PassageReranker(BaseNodePostprocessor):
             return nodes
         head, tail = nodes[: self.depth], nodes[self.depth:]
         with stage("rerank"):
-            got = self._store.read_sentences([n.node.node_id for n in head])
-            grouped: dict[str, list] = {}
-            for md, emb in zip(got["metadatas"], got["embeddings"]):
-                grouped.setdefault(md["chunk_id"], []).append(emb)
-            sentences = {cid: np.asarray(v, dtype=np.float32) for cid, v in grouped.items()}
+            sentences = sentence_vectors(self._store, [n.node.node_id for n in head])
             rows = passage_features(query_bundle, head, sentences, self._support)
             order = np.argsort(-self._model.scores(rows), kind="stable")
         return [head[i] for i in order] + tail

@@ -9,7 +9,14 @@ import pytest
 
 import qa
 from qa.evaluation import facts_found, load_testset
-from qa.rerank import PASSAGE_FEATURES, PassageModel, default_passage_model, make_reranker, passage_features
+from qa.rerank import (
+    PASSAGE_FEATURES,
+    PassageModel,
+    default_passage_model,
+    make_reranker,
+    passage_features,
+    sentence_vectors,
+)
 from qa.retrievers import RankedNode
 
 TESTSET = Path(__file__).resolve().parent / "eval" / "testset.jsonl"
@@ -41,13 +48,9 @@ def test_features_are_finite_and_terms_found_literally(engine):
     p = engine.pipeline
     query = p.analyzer.analyse("Qui a divulgué Sora ?")
     nodes = p.retriever.search(query)[:5]
-    got = engine.store.read_sentences([n.node.node_id for n in nodes])
-    import numpy as np
-
-    vectors: dict[str, list] = {}
-    for md, emb in zip(got["metadatas"], got["embeddings"]):
-        vectors.setdefault(md["chunk_id"], []).append(emb)
-    rows = passage_features(query, nodes, {k: np.asarray(v) for k, v in vectors.items()}, p.offline.support)
+    vectors = sentence_vectors(engine.store, [n.node.node_id for n in nodes])
+    assert set(vectors) == {n.node.node_id for n in nodes}  # every chunk has sentences
+    rows = passage_features(query, nodes, vectors, p.offline.support)
     assert len(rows) == len(nodes) and all(set(r) == set(PASSAGE_FEATURES) for r in rows)
     assert all(math.isfinite(v) for r in rows for v in r.values())
     assert rows[0]["fused"] == 1.0 and rows[0]["inv_rank"] == 1.0
