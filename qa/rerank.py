@@ -92,8 +92,9 @@ def passage_features(query: Query, nodes: Sequence[NodeWithScore], sentences: di
         language, source = md.get("language", ""), md.get("source", "")
         vectors = sentences.get(n.node.node_id)
         best = float((vectors @ q).max()) if vectors is not None and len(vectors) else 0.0
-        report = support.check(query.question, f"{md.get('title', '')}\n{n.node.get_content()}",
-                               question_words=query.words)
+        # The text searched for, as every retriever uses it: a follow-up with its context, or the LLM's
+        # standalone rewrite of it.
+        report = support.check(query.query_str, f"{md.get('title', '')}\n{n.node.get_content()}")
         terms = list(report.terms.values())
         rows.append({
             "inv_rank": 1.0 / (1 + i), "fused": float(n.score or 0.0) / top,

@@ -109,3 +109,13 @@ def test_model_scores_follow_the_weights():
     model = PassageModel({"fused": 1.0, "terms_found": 2.0}, "x")
     rows = [{"fused": 1.0, "terms_found": 0.0}, {"fused": 0.5, "terms_found": 1.0}]
     assert list(model.scores(rows)) == pytest.approx([1.0, 2.5])
+
+
+def test_an_llm_engine_keeps_the_fused_order(seeded, engine):
+    """The re-ranker serves offline answers; an LLM's prompt gets the sources in fused order (README)."""
+    settings = seeded.replace(mode="llm", llm_base_url="http://127.0.0.1:9/v1")  # never called here
+    llm_engine = qa.QAEngine(settings, embed_model=engine.embed_model)
+    assert llm_engine.llm is not None and llm_engine.pipeline.reranker is None
+    question = "Qui a divulgué Sora ?"
+    fused = [n.node.node_id for n in engine.pipeline.retriever.search(engine.analyse(question))[:5]]
+    assert [s.chunk_id for s in llm_engine.retrieve(question)][:1] == fused[:1]
