@@ -81,9 +81,10 @@ def sentence_vectors(store: Store, chunk_ids: list[str]) -> dict[str, np.ndarray
     return {cid: np.asarray(v, dtype=np.float32) for cid, v in grouped.items()}
 
 
-def passage_features(query: Query, nodes: Sequence[NodeWithScore], sentences: dict[str, np.ndarray],
+def passage_features(query: Query, nodes: Sequence[NodeWithScore], store: Store,
                      support: TermSupport) -> list[dict[str, float]]:
-    """PASSAGE_FEATURES of each node, in order. sentences: chunk id -> its sentence vectors (rows)."""
+    """PASSAGE_FEATURES of each node, in order (one read of their sentence vectors from the store)."""
+    sentences = sentence_vectors(store, [n.node.node_id for n in nodes])
     q = np.asarray(query.vector, dtype=np.float32)
     top = float(nodes[0].score or 0.0) or 1.0
     rows = []
@@ -125,8 +126,7 @@ class PassageReranker(BaseNodePostprocessor):
             return nodes
         head, tail = nodes[: self.depth], nodes[self.depth:]
         with stage("rerank"):
-            sentences = sentence_vectors(self._store, [n.node.node_id for n in head])
-            rows = passage_features(query_bundle, head, sentences, self._support)
+            rows = passage_features(query_bundle, head, self._store, self._support)
             order = np.argsort(-self._model.scores(rows), kind="stable")
         return [head[i] for i in order] + tail
 

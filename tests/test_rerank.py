@@ -50,7 +50,7 @@ def test_features_are_finite_and_terms_found_literally(engine):
     nodes = p.retriever.search(query)[:5]
     vectors = sentence_vectors(engine.store, [n.node.node_id for n in nodes])
     assert set(vectors) == {n.node.node_id for n in nodes}  # every chunk has sentences
-    rows = passage_features(query, nodes, vectors, p.offline.support)
+    rows = passage_features(query, nodes, engine.store, p.offline.support)
     assert len(rows) == len(nodes) and all(set(r) == set(PASSAGE_FEATURES) for r in rows)
     assert all(math.isfinite(v) for r in rows for v in r.values())
     assert rows[0]["fused"] == 1.0 and rows[0]["inv_rank"] == 1.0
