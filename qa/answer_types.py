@@ -36,6 +36,18 @@ _CUES: list[tuple[str, str]] = [
     ("person", r"\b(who|whom|whose|which person|which company|which organization|which group|qui|quelle personne"
                r"|quelle entreprise|quelle société|quel groupe|quién|quiénes|qué empresa|wer|wem|wen|wessen"
                r"|welche firma|кто|кого|кому|чей|какая компания)\b"),
+    # "Which Hollywood actor", "quel réalisateur": which/what + a noun for a person or an organisation.
+    ("person", r"\b(which|what|quel|quelle|quels|quelles|qué|cuál|welcher|welche|welches)( [\w-]+)? (actors?|actress(es)?"
+               r"|directors?|filmmakers?|artists?|persons?|people|compan(y|ies)|firms?|studios?|start-?ups?|groups?"
+               r"|organi[sz]ations?|teams?|agenc(y|ies)|newspapers?|magazines?|ceo|executives?|founders?|researchers?"
+               r"|scientists?|presidents?|leaders?|kings?|queens?|emperors?|players?|bands?|singers?|writers?"
+               r"|authors?|poets?|composers?|architects?|engineers?|generals?|acteurs?|actrices?|réalisat(eur|rice)s?"
+               r"|artistes?|personnes?|entreprises?|sociétés?|groupes?|organisations?|équipes?|agences?|journal"
+               r"|journaux|dirigeants?|fondat(eur|rice)s?|chercheu(r|se)s?|scientifiques?|présidents?|rois?|reines?"
+               r"|écrivains?|auteurs?|actor|actriz|director|empresa|compañía|grupo|persona|schauspieler(in)?"
+               r"|regisseur(in)?|firma|unternehmen|gruppe|person)\b"),
+    ("person", r"(أي ممثل|أي مخرج|أي فنان|أي صحيفة|哪个演员|哪位演员|哪个导演|哪个团队|哪个组织|哪个集团"
+               r"|哪家媒体|哪个人)"),
     ("person", r"(^من |^من$| من هو| من هي| من هم|^من الذي|أي شركة|ما اسم|ما هي الشركة|ما الشركة|谁|哪位|哪家|哪个公司|哪个组织"
                r"|哪一位|什么人)"),
     # place

@@ -16,8 +16,10 @@ import numpy as np
 from llama_index.core.schema import NodeWithScore
 
 from qa.answer_types import Offer, offers
+from qa.choice import sentence_features
 from qa.evidence import FEATURES, RefusalModel, reciprocal_agreement
 from qa.query import Query
+from qa.rerank import PassageModel
 from qa.schema import Answer, Citation, Source
 from qa.settings import AnsweringSettings
 from qa.store import Store
@@ -96,6 +98,9 @@ class ScoredSentence:
     parts: np.ndarray | None = None  # similarity per embedding model (one value for a single model)
     index: int = 0  # position in its chunk
     offer: Offer | None = None
+    centred: float = 0.0  # similarity minus the question's typical similarity to the sentence's language
+    overlap: float = 0.0  # idf-weighted share of the question's words in the sentence
+    choice: float | None = None  # the fitted choice model's score (qa.choice), when there is one
 
 
 @dataclass
@@ -136,8 +141,10 @@ class ExtractiveAnswerer:
 
     def __init__(self, store: Store | None, config: AnsweringSettings, *, idf: Callable[[str], float] | None = None,
                  support: TermSupport | None = None, sentence_source: SentenceSource | None = None,
-                 part_dims: tuple[int, ...] = (), refusal: RefusalModel | None = None):
+                 part_dims: tuple[int, ...] = (), refusal: RefusalModel | None = None,
+                 choice: PassageModel | None = None):
         self.store = store
+        self.choice = choice  # orders the sentences when fitted (qa.choice); else the hand-set rank_score
         self.config = config
         self.part_dims = part_dims  # the embedding's models side by side, for per-model similarities
         self.refusal = refusal
@@ -185,8 +192,13 @@ class ExtractiveAnswerer:
             md = nodes[rank].node.metadata
             bias = query.bias(md.get("language", ""), md.get("source", ""))
             out.append(ScoredSentence(snippet, rank, score, sim, emb, score - bias, self._parts(q, emb),
-                                      index[0] if index else 0, offers(snippet)))
+                                      index[0] if index else 0, offers(snippet), sim - bias, overlap))
         out.sort(key=lambda s: s.rank_score, reverse=True)
+        if self.choice is not None and out:
+            pairs = {id(s): neighbour(s, out, query.slot) for s in out}
+            for s, value in zip(out, self.choice.scores(sentence_features(query, out, self.support, pairs))):
+                s.choice = float(value)
+            out.sort(key=lambda s: s.choice, reverse=True)
         return out
 
     @staticmethod
@@ -295,9 +307,11 @@ class ExtractiveAnswerer:
 
     def choose(self, sentences: list[ScoredSentence], sources: list[Source], slot: str = "thing") -> list[ScoredSentence]:
         chosen: list[ScoredSentence] = []
-        best = sentences[0].rank_score
+        fitted = sentences[0].choice is not None
+        best = sentences[0].choice if fitted else sentences[0].rank_score
+        margin = self.config.choice_margin if fitted else self.config.margin
         for s in sentences:
-            if len(chosen) == self.config.max_sentences or s.rank_score < best - self.config.margin:
+            if len(chosen) == self.config.max_sentences or (s.choice if fitted else s.rank_score) < best - margin:
                 break
             # A translation of a sentence already chosen adds nothing for the reader.
             if any(float(s.embedding @ c.embedding) > self.config.duplicate_similarity or s.text == c.text
@@ -314,15 +328,24 @@ class ExtractiveAnswerer:
                         slot: str) -> list[ScoredSentence]:
         """When the best sentence lacks the kind of answer asked for and the next or previous sentence of its
         passage has it (a name introduced in the following sentence, a number in the previous one), quote both."""
-        first = chosen[0] if chosen else None
-        if first is None or first.offer is None or not self.config.neighbours:
+        if not chosen or not self.config.neighbours:
             return chosen
-        if slot == "thing" or first.offer.fills(slot) is True:
+        first = chosen[0]
+        s = neighbour(first, sentences, slot)
+        if s is None:
             return chosen
-        for s in sentences:
-            if s.chunk_rank == first.chunk_rank and abs(s.index - first.index) == 1 and s.offer \
-                    and s.offer.fills(slot) is True and s not in chosen:
-                ordered = sorted([first, s], key=lambda x: x.index)  # read in the document's order
-                rest = [c for c in chosen[1:] if c is not s][: max(0, self.config.max_sentences - 2)]
-                return ordered + rest
-        return chosen
+        ordered = sorted([first, s], key=lambda x: x.index)  # read in the document's order
+        rest = [c for c in chosen[1:] if c is not s][: max(0, self.config.max_sentences - 2)]
+        return ordered + rest
+
+
+def neighbour(first: ScoredSentence, sentences: list[ScoredSentence], slot: str) -> ScoredSentence | None:
+    """The next or previous sentence of first's passage when first lacks the kind of answer asked for and
+    that sentence has it (quoted together), else None."""
+    if first.offer is None or slot == "thing" or first.offer.fills(slot) is True:
+        return None
+    for s in sentences:
+        if s.chunk_rank == first.chunk_rank and abs(s.index - first.index) == 1 and s.offer \
+                and s.offer.fills(slot) is True and s is not first:
+            return s
+    return None

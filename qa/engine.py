@@ -21,6 +21,7 @@ from llama_index.core.response import Response
 from llama_index.core.schema import NodeWithScore
 
 from qa.answering import Answerer, ExtractiveAnswerer, node_to_source
+from qa.choice import choice_model_for
 from qa.documents import CorpusDocument, from_records
 from qa.embeddings import LocalEmbedding, USEEmbedding, make_embedding
 from qa.errors import LLMError, QAError, StoreError
@@ -97,8 +98,10 @@ def build_pipeline(settings: Settings, store: Store, embed_model: LocalEmbedding
     if settings.answering.term_support:
         support = TermSupport(USEEmbedding(), snapshot.lexical.doc_share, settings.answering)
     refusal = default_model() if settings.answering.refusal_model else None
+    # Fitted sentence choice for offline answers only, like the re-ranker below: an LLM's floor keeps its anchor.
+    choice = choice_model_for(embed_model.model_name) if llm is None and settings.answering.sentence_choice else None
     offline = ExtractiveAnswerer(store, settings.answering, idf=snapshot.lexical.idf, support=support,
-                                 part_dims=embed_model.part_dims, refusal=refusal)
+                                 part_dims=embed_model.part_dims, refusal=refusal, choice=choice)
     answerer: Answerer = offline
     overview: Answerer = OverviewAnswerer(store)
     if llm is not None:

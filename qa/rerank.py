@@ -51,19 +51,21 @@ class PassageModel:
     weights: dict[str, float]
     embedding: str  # the embedding model the features were computed with
     meta: dict = field(default_factory=dict)
+    features: tuple[str, ...] = PASSAGE_FEATURES  # the feature names, in order (qa.choice uses its own)
 
     def scores(self, rows: Sequence[dict[str, float]]) -> np.ndarray:
-        w = np.array([self.weights.get(f, 0.0) for f in PASSAGE_FEATURES])
-        return np.array([[r.get(f, 0.0) for f in PASSAGE_FEATURES] for r in rows]) @ w
+        w = np.array([self.weights.get(f, 0.0) for f in self.features])
+        return np.array([[r.get(f, 0.0) for f in self.features] for r in rows]).reshape(len(rows), -1) @ w
 
     def to_json(self) -> str:
         return json.dumps({"weights": self.weights, "embedding": self.embedding, "meta": self.meta},
                           indent=1, ensure_ascii=False)
 
     @classmethod
-    def from_file(cls, path: Path) -> "PassageModel":
+    def from_file(cls, path: Path, features: tuple[str, ...] = PASSAGE_FEATURES) -> "PassageModel":
         data = json.loads(path.read_text(encoding="utf-8"))
-        return cls({k: float(v) for k, v in data["weights"].items()}, data["embedding"], data.get("meta", {}))
+        return cls({k: float(v) for k, v in data["weights"].items()}, data["embedding"], data.get("meta", {}),
+                   features)
 
 
 @cache

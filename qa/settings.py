@@ -116,6 +116,17 @@ class AnsweringSettings(_Group):
         "re-ranker, each with the refusal model refitted: 0.1 / 0.15 / 0.2 (summed over the five dev sets: fact "
         "recall 4.23 / 4.27 / 4.25, absent refused 3.52 / 3.62 / 3.78, false refusals 0.25 / 0.25 / 0.25).",
     )
+    sentence_choice: bool = Field(
+        True, description="Order the sentences to quote by the fitted choice model in qa/data/choice.json "
+        "(benchmarks/fit_choice.py, fitted on the dev sets) rather than by the hand-set score above; offline answers "
+        "only, like the passage re-ranker.",
+    )
+    choice_margin: float = Field(
+        4.0, ge=0.0, le=20.0,
+        description=f"With the fitted choice, further sentences must score within this of the best (log-odds units); "
+        f"{TUNED_ON_DEV}: 1 / 2 / 3 / 4 / 5 compared (sentences quoted per answer on XQuAD tune 1.6 / 2.1 / 2.9 / 3.4 / "
+        "3.7 against 3.4 with the hand-set score; 4 quotes as many as before).",
+    )
     same_document: bool = Field(
         True, description=f"Further sentences come from the first one's article; {TUNED_ON} (precision 0.68 -> 0.92)."
     )

@@ -105,7 +105,13 @@ def words(text: str) -> list[str]:
 
 
 def _segment_cjk(run: str) -> list[str]:
-    return _jieba().lcut(run)
+    return list(_segmented(run))
+
+
+@functools.lru_cache(maxsize=16384)
+def _segmented(run: str) -> tuple[str, ...]:
+    # Cached: the same passages are split again for every check of a question against them.
+    return tuple(_jieba().lcut(run))
 
 
 @functools.cache
@@ -118,6 +124,7 @@ def _jieba():
     return jieba
 
 
+@functools.lru_cache(maxsize=65536)  # called for every word of every passage a question is checked against
 def fold_word(word: str) -> str:
     """Comparable form of a word: lower case, no accents, Arabic letter variants and article unified."""
     if _ARABIC_RE.search(word):

@@ -9,7 +9,7 @@ LAYERS = [
     ["text", "readers", "loading", "chunking", "answer_types", "references"],
     ["embeddings", "store", "lexical", "snapshot", "documents"],
     ["uploads", "ingest"],
-    ["query", "retrievers", "postprocessors", "support", "rerank", "evidence", "answering", "overview"],
+    ["query", "retrievers", "postprocessors", "support", "rerank", "evidence", "choice", "answering", "overview"],
     ["llm", "guard", "generation"],
     ["engine"],
     ["users", "limits", "audit", "access"],
