@@ -142,9 +142,12 @@ class ExtractiveAnswerer:
     def __init__(self, store: Store | None, config: AnsweringSettings, *, idf: Callable[[str], float] | None = None,
                  support: TermSupport | None = None, sentence_source: SentenceSource | None = None,
                  part_dims: tuple[int, ...] = (), refusal: RefusalModel | None = None,
-                 choice: PassageModel | None = None):
+                 choice: PassageModel | None = None, order_by_choice: bool = True):
         self.store = store
-        self.choice = choice  # orders the sentences when fitted (qa.choice); else the hand-set rank_score
+        # The fitted sentence choice (qa.choice): its scores are refusal evidence whenever there is a model, and
+        # order the sentences to quote when order_by_choice (offline answers); else the hand-set rank_score does.
+        self.choice = choice
+        self.order_by_choice = order_by_choice and choice is not None
         self.config = config
         self.part_dims = part_dims  # the embedding's models side by side, for per-model similarities
         self.refusal = refusal
@@ -198,7 +201,8 @@ class ExtractiveAnswerer:
             pairs = {id(s): neighbour(s, out, query.slot) for s in out}
             for s, value in zip(out, self.choice.scores(sentence_features(query, out, self.support, pairs))):
                 s.choice = float(value)
-            out.sort(key=lambda s: s.choice, reverse=True)
+            if self.order_by_choice:
+                out.sort(key=lambda s: s.choice, reverse=True)
         return out
 
     @staticmethod
@@ -285,6 +289,10 @@ class ExtractiveAnswerer:
             lexical_agrees=float(best_lexical[0] > 0 and nodes[best_lexical[1]].node.metadata.get("source")
                                  == nodes[0].node.metadata.get("source")),
         )
+        if top.choice is not None:
+            choices = sorted((s.choice for s in sentences), reverse=True)
+            shares = np.exp(np.array(choices) - choices[0])
+            f.update(choice_share=float(1.0 / shares.sum()))
         if report is not None:
             terms = list(report.terms.values())
             f.update(
@@ -307,7 +315,7 @@ class ExtractiveAnswerer:
 
     def choose(self, sentences: list[ScoredSentence], sources: list[Source], slot: str = "thing") -> list[ScoredSentence]:
         chosen: list[ScoredSentence] = []
-        fitted = sentences[0].choice is not None
+        fitted = self.order_by_choice
         best = sentences[0].choice if fitted else sentences[0].rank_score
         margin = self.config.choice_margin if fitted else self.config.margin
         for s in sentences:

@@ -98,10 +98,12 @@ def build_pipeline(settings: Settings, store: Store, embed_model: LocalEmbedding
     if settings.answering.term_support:
         support = TermSupport(USEEmbedding(), snapshot.lexical.doc_share, settings.answering)
     refusal = default_model() if settings.answering.refusal_model else None
-    # Fitted sentence choice for offline answers only, like the re-ranker below: an LLM's floor keeps its anchor.
-    choice = choice_model_for(embed_model.model_name) if llm is None and settings.answering.sentence_choice else None
+    # The fitted sentence choice orders offline answers only, like the re-ranker below (an LLM's floor keeps its
+    # anchor); its scores are refusal evidence in every mode.
     offline = ExtractiveAnswerer(store, settings.answering, idf=snapshot.lexical.idf, support=support,
-                                 part_dims=embed_model.part_dims, refusal=refusal, choice=choice)
+                                 part_dims=embed_model.part_dims, refusal=refusal,
+                                 choice=choice_model_for(embed_model.model_name),
+                                 order_by_choice=llm is None and settings.answering.sentence_choice)
     answerer: Answerer = offline
     overview: Answerer = OverviewAnswerer(store)
     if llm is not None:

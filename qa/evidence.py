@@ -48,6 +48,7 @@ FEATURES = (
     "sim_margin",  # best sentence similarity minus the second best: a real answer stands out from its neighbours
     "sim_peak",  # best minus the mean of the ten best (how peaked the evidence is, whatever its scale)
     "first_peak",  # the same for the first model alone
+    "choice_share",  # softmax share of the best sentence under the fitted sentence choice (qa.choice): one clear answer
 )
 
 

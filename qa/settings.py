@@ -119,7 +119,7 @@ class AnsweringSettings(_Group):
     sentence_choice: bool = Field(
         True, description="Order the sentences to quote by the fitted choice model in qa/data/choice.json "
         "(benchmarks/fit_choice.py, fitted on the dev sets) rather than by the hand-set score above; offline answers "
-        "only, like the passage re-ranker.",
+        "only, like the passage re-ranker (its scores are refusal evidence either way).",
     )
     choice_margin: float = Field(
         4.0, ge=0.0, le=20.0,

@@ -52,7 +52,7 @@ def test_the_fitted_choice_quotes_the_fact_first_more_often_than_the_hand_set_sc
     sentence holds an expected fact more often with the fitted choice than with the hand-set score."""
     cases = [c for c in load_testset(TESTSET) if c.answerable and c.expected_facts]
     hand = qa.QAEngine(seeded.replace(answering={"sentence_choice": False}), embed_model=engine.embed_model)
-    assert hand.pipeline.offline.choice is None
+    assert not hand.pipeline.offline.order_by_choice and hand.pipeline.offline.choice is not None
     fitted, plain = _first_holds(engine, cases), _first_holds(hand, cases)
     assert len(cases) >= 50 and sum(fitted) > sum(plain), (sum(fitted), sum(plain), len(cases))
 
@@ -61,4 +61,9 @@ def test_an_llm_engine_keeps_the_hand_set_choice(seeded, engine):
     """Like the re-ranker, the fitted choice serves offline answers: an LLM's floor keeps its anchor (README)."""
     settings = seeded.replace(mode="llm", llm_base_url="http://127.0.0.1:9/v1")  # never called here
     llm_engine = qa.QAEngine(settings, embed_model=engine.embed_model)
-    assert llm_engine.pipeline.offline.choice is None and engine.pipeline.offline.choice is not None
+    assert not llm_engine.pipeline.offline.order_by_choice and engine.pipeline.offline.order_by_choice
+    # Its scores still reach the refusal model (the floor an LLM answer must pass).
+    query = llm_engine.analyse("Qui a divulgué Sora ?")
+    p = llm_engine.pipeline
+    features = p.offline.assess(query, p.nodes(query, 5, llm_engine.settings)).features
+    assert 0.0 < features["choice_share"] <= 1.0

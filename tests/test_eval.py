@@ -146,7 +146,7 @@ def test_held_out_sora_questions(seeded, monkeypatch, capsys):
     code = main(["eval", "--testset", str(ROOT / "tests" / "eval" / "heldout.jsonl"), "--no-baselines",
                  "--min", "hit@5=0.96", "--min", "mrr=0.90", "--min", "passage_hit@1=0.83", "--min", "fact_recall=0.80",
                  "--min", "citation_validity=1.0", "--min", "citation_precision=0.86",
-                 "--min", "refused_off_topic=1.0", "--min", "refused_absent=0.15", "--max", "false_refusal_rate=0.04"])
+                 "--min", "refused_off_topic=1.0", "--min", "refused_absent=0.15", "--max", "false_refusal_rate=0.05"])
     assert code == 0, capsys.readouterr().err
 
 
@@ -154,9 +154,9 @@ def test_held_out_sora_questions(seeded, monkeypatch, capsys):
 # hard negatives (on the topic of an indexed article, asking for a fact that was cut out of it).
 HELD_OUT_XQUAD = {
     "en-over-ar-zh": {"min": {"hit@5": 0.98, "passage_hit@1": 0.83, "fact_recall": 0.79, "citation_validity": 1.0,
-                              "refused_absent": 0.63}, "max": {"false_refusal_rate": 0.075}},
+                              "refused_absent": 0.70}, "max": {"false_refusal_rate": 0.075}},
     "gaps": {"min": {"hit@5": 0.96, "passage_hit@1": 0.78, "fact_recall": 0.76, "citation_validity": 1.0,
-                     "refused_absent": 0.43}, "max": {"false_refusal_rate": 0.09}},
+                     "refused_absent": 0.48}, "max": {"false_refusal_rate": 0.10}},
 }
 
 
