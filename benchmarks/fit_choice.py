@@ -13,7 +13,6 @@ fitted one. Held-out sets are never read.
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import sys
 from pathlib import Path
@@ -65,11 +64,7 @@ def collect(names: list[str], stores: Path, cache: Path) -> tuple[dict[str, list
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--stores", type=Path, default=Path("/tmp/qa-tune/stores"))
-    p.add_argument("--cache", type=Path, default=Path("/tmp/qa-tune/queries.pkl"))
-    p.add_argument("--no-write", action="store_true", help="print the cross-validated figures only")
-    args = p.parse_args(argv)
+    args = fit_rerank.arguments(__doc__, argv)
     data, embedding = collect(tune.GROUPS["dev"], args.stores, args.cache)
     cv = fit_rerank.cross_validate(data)
     print("first quoted sentence holds an expected fact, cross-validated by article:")

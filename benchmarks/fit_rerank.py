@@ -134,12 +134,17 @@ def cross_validate(data: dict[str, list[Question]]) -> dict[str, dict[str, float
                 "ceiling": round(float(np.mean([q[2].max() for q in picked[n]])), 3)} for n in data}
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def arguments(doc: str, argv: list[str] | None) -> argparse.Namespace:
+    """The options of a fit script (this one and fit_choice.py)."""
+    p = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     p.add_argument("--stores", type=Path, default=Path("/tmp/qa-tune/stores"))
     p.add_argument("--cache", type=Path, default=Path("/tmp/qa-tune/queries.pkl"))
     p.add_argument("--no-write", action="store_true", help="print the cross-validated figures only")
-    args = p.parse_args(argv)
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = arguments(__doc__, argv)
     names = tune.GROUPS["dev"]
     data, embedding = collect(names, args.stores, args.cache)
     cv = cross_validate(data)
