@@ -176,6 +176,9 @@ def main(argv: list[str] | None = None) -> int:
              "threshold)")
     else:
         model = fit(dev)
+        from qa.embeddings import make_embedding
+
+        model.embedding = make_embedding(tune.settings_for(tune.GROUPS["dev"][0], args.stores, overrides)).model_name
         MODEL_PATH.parent.mkdir(parents=True, exist_ok=True)
         MODEL_PATH.write_text(model.to_json() + "\n", encoding="utf-8")
         print(model.to_json())

@@ -25,7 +25,7 @@ from qa.choice import choice_model_for
 from qa.documents import CorpusDocument, from_records
 from qa.embeddings import LocalEmbedding, USEEmbedding, make_embedding
 from qa.errors import LLMError, QAError, StoreError
-from qa.evidence import default_model
+from qa.evidence import refusal_model_for
 from qa.ingest import RemoveReport
 from qa.llm import LLMClient, endpoint_label
 from qa.loading import page_in
@@ -97,7 +97,7 @@ def build_pipeline(settings: Settings, store: Store, embed_model: LocalEmbedding
     support = None
     if settings.answering.term_support:
         support = TermSupport(USEEmbedding(), snapshot.lexical.doc_share, settings.answering)
-    refusal = default_model() if settings.answering.refusal_model else None
+    refusal = refusal_model_for(embed_model.model_name) if settings.answering.refusal_model else None
     # The fitted sentence choice orders offline answers only, like the re-ranker below (an LLM's floor keeps its
     # anchor); its scores are refusal evidence in every mode.
     offline = ExtractiveAnswerer(store, settings.answering, idf=snapshot.lexical.idf, support=support,

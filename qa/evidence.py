@@ -12,6 +12,7 @@ sets, which have real negatives, and stored with its data and operating point in
 from __future__ import annotations
 
 import json
+import logging
 import math
 from dataclasses import dataclass, field
 from functools import cache
@@ -20,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 MODEL_PATH = Path(__file__).resolve().parent / "data" / "refusal.json"
+log = logging.getLogger(__name__)
 
 FEATURES = (
     "top_sim",  # best sentence similarity (the models' mix)
@@ -60,6 +62,7 @@ class RefusalModel:
     intercept: float
     threshold: float  # refuse below this probability
     meta: dict = field(default_factory=dict)
+    embedding: str = ""  # the embedding model the features were computed with ("": any)
 
     def probability(self, features: dict[str, float]) -> float:
         z = self.intercept + sum(w * features.get(name, 0.0) for name, w in self.weights.items())
@@ -67,18 +70,29 @@ class RefusalModel:
 
     def to_json(self) -> str:
         return json.dumps({"weights": self.weights, "intercept": self.intercept, "threshold": self.threshold,
-                           "meta": self.meta}, indent=1, ensure_ascii=False)
+                           "embedding": self.embedding, "meta": self.meta}, indent=1, ensure_ascii=False)
 
     @classmethod
     def from_file(cls, path: Path) -> "RefusalModel":
         data = json.loads(path.read_text(encoding="utf-8"))
-        return cls(data["weights"], float(data["intercept"]), float(data["threshold"]), data.get("meta", {}))
+        return cls(data["weights"], float(data["intercept"]), float(data["threshold"]), data.get("meta", {}),
+                   data.get("embedding", ""))
 
 
 @cache
 def default_model() -> RefusalModel | None:
     """The fitted model shipped with the package (None before the first fit: the hand-set floor applies)."""
     return RefusalModel.from_file(MODEL_PATH) if MODEL_PATH.is_file() else None
+
+
+def refusal_model_for(embedding: str) -> RefusalModel | None:
+    """The shipped model if it was fitted on this embedding's similarities (else None: the hand-set floor)."""
+    model = default_model()
+    if model is not None and model.embedding and model.embedding != embedding:
+        log.info("calibrated refusal off: its model was fitted with %r, this index uses %r; the relevance floor "
+                 "and term support decide", model.embedding, embedding)
+        return None
+    return model
 
 
 def reciprocal_agreement(per_model: np.ndarray) -> float:

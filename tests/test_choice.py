@@ -67,3 +67,24 @@ def test_an_llm_engine_keeps_the_hand_set_choice(seeded, engine):
     p = llm_engine.pipeline
     features = p.offline.assess(query, p.nodes(query, 5, llm_engine.settings)).features
     assert 0.0 < features["choice_share"] <= 1.0
+
+
+def test_an_index_with_another_embedding_gets_none_of_the_fitted_models(tmp_path):
+    """The passage, choice and refusal models read similarities of the embedding they were fitted with; an index
+    built with another one (here USE alone) keeps the fused order, the hand-set score and the relevance floor."""
+    import shutil
+
+    from conftest import SEEDS
+
+    corpus = tmp_path / "corpus"
+    shutil.copytree(SEEDS, corpus)
+    settings = qa.Settings(corpus_dir=corpus, persist_dir=tmp_path / "store", collection="use", mode="offline",
+                           embedding="use")
+    qa.ingest(settings)
+    p = qa.QAEngine(settings).pipeline
+    assert p.reranker is None and p.offline.choice is None and p.offline.refusal is None
+    # The floor still answers an answerable question, quoting the corpus (USE alone ranks worse: not checked here).
+    answer = qa.QAEngine(settings).ask("Qui a divulgué Sora ?")
+    texts = {f.name: f.read_text(encoding="utf-8") for f in corpus.iterdir()}
+    assert not answer.refused and answer.citations
+    assert all(c.snippet in texts[c.source] for c in answer.citations)
