@@ -51,10 +51,10 @@ def collect(names: list[str], stores: Path, cache: Path) -> tuple[dict[str, list
             sentences = p.offline.score_sentences(query, nodes) if nodes else []
             if len(sentences) < 2:
                 continue
-            pairs = {id(s): neighbour(s, sentences, query.slot) for s in sentences}
-            feats = sentence_features(query, sentences, p.offline.support, pairs)
+            beside = [neighbour(s, sentences, query.slot) for s in sentences]
+            feats = sentence_features(query, sentences, p.offline.support, beside)
             X = np.array([[f[k] for k in SENTENCE_FEATURES] for f in feats])
-            quotes = [s.text + (" " + pairs[id(s)].text if pairs[id(s)] is not None else "") for s in sentences]
+            quotes = [s.text + (" " + b.text if b is not None else "") for s, b in zip(sentences, beside)]
             y = np.array([float(any(facts_found(t, case.expected_facts))) for t in quotes])
             rows.append((case.id, X, y))
         out[name] = rows

@@ -198,8 +198,8 @@ class ExtractiveAnswerer:
                                       index[0] if index else 0, offers(snippet), sim - bias, overlap))
         out.sort(key=lambda s: s.rank_score, reverse=True)
         if self.choice is not None and out:
-            pairs = {id(s): neighbour(s, out, query.slot) for s in out}
-            for s, value in zip(out, self.choice.scores(sentence_features(query, out, self.support, pairs))):
+            beside = [neighbour(s, out, query.slot) for s in out]
+            for s, value in zip(out, self.choice.scores(sentence_features(query, out, self.support, beside))):
                 s.choice = float(value)
             if self.order_by_choice:
                 out.sort(key=lambda s: s.choice, reverse=True)
@@ -315,11 +315,14 @@ class ExtractiveAnswerer:
 
     def choose(self, sentences: list[ScoredSentence], sources: list[Source], slot: str = "thing") -> list[ScoredSentence]:
         chosen: list[ScoredSentence] = []
-        fitted = self.order_by_choice
-        best = sentences[0].choice if fitted else sentences[0].rank_score
-        margin = self.config.choice_margin if fitted else self.config.margin
+        # The order the sentences came in, and how far below the best a further one may score.
+        if self.order_by_choice:
+            key, margin = (lambda s: s.choice), self.config.choice_margin
+        else:
+            key, margin = (lambda s: s.rank_score), self.config.margin
+        best = key(sentences[0])
         for s in sentences:
-            if len(chosen) == self.config.max_sentences or (s.choice if fitted else s.rank_score) < best - margin:
+            if len(chosen) == self.config.max_sentences or key(s) < best - margin:
                 break
             # A translation of a sentence already chosen adds nothing for the reader.
             if any(float(s.embedding @ c.embedding) > self.config.duplicate_similarity or s.text == c.text

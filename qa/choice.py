@@ -12,7 +12,6 @@ in `qa/data/choice.json`. Same form and file format as the passage re-ranker (`q
 
 from __future__ import annotations
 
-import logging
 import math
 from functools import cache
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from qa.evidence import fitted_for
 from qa.rerank import PassageModel
 from qa.text import count_tokens
 
@@ -27,8 +27,6 @@ if TYPE_CHECKING:
     from qa.answering import ScoredSentence
     from qa.query import Query
     from qa.support import TermSupport
-
-log = logging.getLogger(__name__)
 
 MODEL_PATH = Path(__file__).resolve().parent / "data" / "choice.json"
 
@@ -54,25 +52,21 @@ def default_choice_model() -> PassageModel | None:
 
 def choice_model_for(embedding: str) -> PassageModel | None:
     model = default_choice_model()
-    if model is not None and model.embedding != embedding:
-        log.info("fitted sentence choice off: its model was fitted with %r, this index uses %r",
-                 model.embedding, embedding)
-        return None
-    return model
+    return model if model is not None and fitted_for(model.embedding, embedding, "fitted sentence choice") else None
 
 
 def sentence_features(query: Query, sentences: list[ScoredSentence], support: TermSupport | None,
-                      neighbours: dict[int, ScoredSentence | None]) -> list[dict[str, float]]:
-    """SENTENCE_FEATURES of each sentence, in order. neighbours: id(sentence) -> the neighbour the answerer
-    would quote with it (None if none)."""
+                      neighbours: list[ScoredSentence | None]) -> list[dict[str, float]]:
+    """SENTENCE_FEATURES of each sentence, in order. neighbours: per sentence, the neighbour the answerer would
+    quote with it (qa.answering.neighbour; None if none)."""
     slot = query.slot
     rows = []
-    for s in sentences:
+    for s, beside in zip(sentences, neighbours):
         fills = s.offer.fills(slot) if s.offer is not None and slot != "thing" else None
         row = {
             "centred": s.centred, "overlap": s.overlap, "inv_rank": 1.0 / (1 + s.chunk_rank),
             "slot_filled": float(fills is True), "slot_unfilled": float(fills is False),
-            "neighbour_fills": float(neighbours.get(id(s)) is not None),
+            "neighbour_fills": float(beside is not None),
             "lead": float(s.index == 0), "log_tokens": math.log1p(count_tokens(s.text)),
             "terms_found": 1.0, "terms_mean": 1.0,
         }

@@ -85,14 +85,20 @@ def default_model() -> RefusalModel | None:
     return RefusalModel.from_file(MODEL_PATH) if MODEL_PATH.is_file() else None
 
 
+def fitted_for(fitted_with: str, embedding: str, what: str) -> bool:
+    """Whether a fitted model (the refusal, the passage re-ranker, the sentence choice) may read this index's
+    similarities: it was fitted on the same embedding's ("" = any). Logs why not."""
+    if fitted_with and fitted_with != embedding:
+        log.info("%s off: its model was fitted with %r, this index uses %r", what, fitted_with, embedding)
+        return False
+    return True
+
+
 def refusal_model_for(embedding: str) -> RefusalModel | None:
-    """The shipped model if it was fitted on this embedding's similarities (else None: the hand-set floor)."""
+    """The shipped model if it was fitted on this embedding's similarities (else None: the relevance floor and
+    term support decide)."""
     model = default_model()
-    if model is not None and model.embedding and model.embedding != embedding:
-        log.info("calibrated refusal off: its model was fitted with %r, this index uses %r; the relevance floor "
-                 "and term support decide", model.embedding, embedding)
-        return None
-    return model
+    return model if model is not None and fitted_for(model.embedding, embedding, "calibrated refusal") else None
 
 
 def reciprocal_agreement(per_model: np.ndarray) -> float:

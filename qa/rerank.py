@@ -12,7 +12,6 @@ logit (softmax over one question's passages, "which one holds the expected fact"
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cache
@@ -23,12 +22,11 @@ from llama_index.core.bridge.pydantic import PrivateAttr
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import NodeWithScore, QueryBundle
 
+from qa.evidence import fitted_for
 from qa.query import Query
 from qa.store import Store
 from qa.support import TermSupport
 from qa.timing import stage
-
-log = logging.getLogger(__name__)
 
 MODEL_PATH = Path(__file__).resolve().parent / "data" / "rerank.json"
 
@@ -136,9 +134,6 @@ class PassageReranker(BaseNodePostprocessor):
 def make_reranker(store: Store, support: TermSupport | None, embedding: str, depth: int) -> PassageReranker | None:
     """The re-ranker for this engine, or None (fused order) when there is no model for its embedding."""
     model = default_passage_model()
-    if model is None or support is None or depth < 2:
-        return None
-    if model.embedding != embedding:
-        log.info("passage re-ranking off: its model was fitted with %r, this index uses %r", model.embedding, embedding)
+    if model is None or support is None or depth < 2 or not fitted_for(model.embedding, embedding, "passage re-ranking"):
         return None
     return PassageReranker(store, support, model, depth)

@@ -27,8 +27,8 @@ def test_features_are_finite_and_in_range(engine):
     query = p.analyzer.analyse("Which Hollywood actor is testing Sora?")
     assert query.slot == "person"
     sentences = p.offline.score_sentences(query, p.nodes(query, 5, engine.settings))
-    pairs = {id(s): neighbour(s, sentences, query.slot) for s in sentences}
-    rows = sentence_features(query, sentences, p.offline.support, pairs)
+    beside = [neighbour(s, sentences, query.slot) for s in sentences]
+    rows = sentence_features(query, sentences, p.offline.support, beside)
     assert len(rows) == len(sentences) > 5 and all(set(r) == set(SENTENCE_FEATURES) for r in rows)
     assert all(math.isfinite(v) for r in rows for v in r.values())
     assert all(0.0 <= r["terms_found"] <= 1.0 and 0.0 < r["inv_rank"] <= 1.0 for r in rows)
