@@ -1249,7 +1249,7 @@ FIXES = {
     "dense_search": "Chroma's HNSW queries (chunks and sentences) return embeddings; ask for fewer candidates or "
                     "without embeddings, or lower ef_search",
     "lexical_search": "BM25 scoring runs over the whole vocabulary slice of every query term; cache or prune terms",
-    "answer": "the answerer fetches sentence rows from Chroma per question; keep sentence vectors in memory",
+    "answer": "the answerer's per-sentence term checks (USE on single words) and the fitted choice; batch them",
     "fusion": "fusion re-reads missing chunk embeddings from Chroma; keep them in the snapshot",
 }
 

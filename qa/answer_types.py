@@ -97,6 +97,32 @@ _CJK_NAME = re.compile(r"[\u4e00-\u9fff]{1,4}[·•][\u4e00-\u9fff]{1,6}|[\u4e00
 _QUOTED = re.compile(r"[«“\"「『][^»”\"」』]{2,60}[»”\"」』]")
 
 
+# "What is Sora?", "Qui est Mira Murati ?", "ما هو سورا؟", "Sora是什么？": a question that only names something.
+# Its answer is how the articles introduce it, and news text introduces a name at its first mention ("OpenAI's
+# video model Sora"), whatever the question's words match best later on. "What is the price?" names nothing
+# (an article or determiner first), and a long tail is a question of its own ("What is Sora able to do?").
+_DEFINITION_RES = [re.compile(p, re.IGNORECASE) for p in (
+    r"^(?:what|who)(?: is|'s| are| was| were) (?!(?:the|a|an|this|that|these|those|it|its|their|his|her)\b)"
+    r"([\w][\w.'’-]*(?: [\w][\w.'’-]*){0,2})\s*\??$",
+    r"^(?:qu'est-ce que|qu’est-ce que|qu'est-ce qu'|qu’est-ce qu’|c'est quoi|c’est quoi|qui est|qui sont|que es|qué es"
+    r"|quién es|was ist|wer ist|was sind|wer sind)\s*(?!(?:le|la|les|l'|l’|un|une|des|el|los|las|der|die|das|ein|eine)\b)"
+    r"([\w][\w.'’-]*(?: [\w][\w.'’-]*){0,2})\s*[?？]?$",
+    r"^(?:ما هو|ما هي|من هو|من هي|ما هم|من هم)\s+([^\s؟?]+(?: [^\s؟?]+){0,2})\s*[؟?]?$",
+    r"^(?:什么是|谁是)\s*([^？?\s的，,]{1,8})\s*[？?]?$",  # "的" makes it an attribute: "X的领导人是谁"
+    r"^([^？?\s的，,]{1,8}?)\s*(?:是什么|是谁|是什麼|是誰)(?:[呢啊]?)\s*[？?]?$",
+)]
+
+
+def defined_term(question: str) -> str:
+    """What a question asks to be introduced ("Sora" for "What is Sora?"), or "" when it asks for more."""
+    text = " ".join(question.strip().split())
+    for pattern in _DEFINITION_RES:
+        m = pattern.match(text)
+        if m:
+            return m.group(1).strip(" .'’")
+    return ""
+
+
 def question_slot(question: str) -> str:
     """The slot a question asks for (one of SLOTS); 'thing' when no cue matches."""
     text = " ".join(question.lower().split())

@@ -21,8 +21,8 @@ from qa.evidence import FEATURES, RefusalModel, reciprocal_agreement
 from qa.query import Query
 from qa.rerank import PassageModel
 from qa.schema import Answer, Citation, Source
+from qa.sentences import SentenceReader
 from qa.settings import AnsweringSettings
-from qa.store import Store
 from qa.support import SupportReport, TermSupport
 from qa.text import count_tokens, lexical_terms
 
@@ -139,7 +139,7 @@ class ExtractiveAnswerer:
 
     mode = "extractive"
 
-    def __init__(self, store: Store | None, config: AnsweringSettings, *, idf: Callable[[str], float] | None = None,
+    def __init__(self, store: SentenceReader | None, config: AnsweringSettings, *, idf: Callable[[str], float] | None = None,
                  support: TermSupport | None = None, sentence_source: SentenceSource | None = None,
                  part_dims: tuple[int, ...] = (), refusal: RefusalModel | None = None,
                  choice: PassageModel | None = None, order_by_choice: bool = True):
@@ -153,7 +153,7 @@ class ExtractiveAnswerer:
         self.refusal = refusal
         self.idf = idf or (lambda term: 1.0)
         self.support = support
-        # Where sentence vectors come from: the store (precomputed at ingestion) unless told otherwise.
+        # Where sentence vectors come from: the snapshot or the store (computed at ingestion) unless told otherwise.
         self.sentence_source = sentence_source or self._stored_sentences
 
     def _stored_sentences(self, nodes: list[NodeWithScore]):
@@ -237,7 +237,8 @@ class ExtractiveAnswerer:
         """Score the sentences, choose the quote, check its support and decide whether to refuse."""
         sources = sources if sources is not None else [node_to_source(n) for n in nodes]
         sentences = self.score_sentences(query, nodes) if nodes else []
-        chosen = self.choose(sentences, sources, query.slot) if sentences else []
+        positions = [int(n.node.metadata.get("position") or 0) for n in nodes]
+        chosen = self.choose(sentences, sources, query.slot, query.defines, positions) if sentences else []
         report = quoted = None
         if self.support is not None and chosen:
             cited = dict.fromkeys(sources[s.chunk_rank].chunk_id for s in chosen)
@@ -313,7 +314,8 @@ class ExtractiveAnswerer:
                      slot_with_terms=float(fills[0] is True) * f["quote_terms_found"])
         return f
 
-    def choose(self, sentences: list[ScoredSentence], sources: list[Source], slot: str = "thing") -> list[ScoredSentence]:
+    def choose(self, sentences: list[ScoredSentence], sources: list[Source], slot: str = "thing", defines: str = "",
+               positions: list[int] | None = None) -> list[ScoredSentence]:
         chosen: list[ScoredSentence] = []
         # The order the sentences came in, and how far below the best a further one may score.
         if self.order_by_choice:
@@ -333,6 +335,10 @@ class ExtractiveAnswerer:
             if self.config.same_document and chosen and sources[s.chunk_rank].source != sources[chosen[0].chunk_rank].source:
                 continue
             chosen.append(s)
+        intro = introduction(defines, chosen[0], sentences, sources, positions) if defines and chosen else None
+        if intro is not None:  # "What is Sora?": how the best document introduces it, then its best sentence
+            doc = sources[intro.chunk_rank].source
+            return [intro] + [s for s in chosen if s is not intro and sources[s.chunk_rank].source == doc][:1]
         return self._with_neighbour(chosen, sentences, slot)
 
     def _with_neighbour(self, chosen: list[ScoredSentence], sentences: list[ScoredSentence],
@@ -348,6 +354,18 @@ class ExtractiveAnswerer:
         ordered = sorted([first, s], key=lambda x: x.index)  # read in the document's order
         rest = [c for c in chosen[1:] if c is not s][: max(0, self.config.max_sentences - 2)]
         return ordered + rest
+
+
+def introduction(term: str, first: ScoredSentence, sentences: list[ScoredSentence], sources: list[Source],
+                 positions: list[int] | None) -> ScoredSentence | None:
+    """The earliest retrieved sentence of first's document that names `term` (news text introduces a name at
+    its first mention), or None when none names it literally."""
+    want = set(lexical_terms(term))
+    if not want:
+        return None
+    doc = sources[first.chunk_rank].source
+    named = [s for s in sentences if sources[s.chunk_rank].source == doc and want <= set(lexical_terms(s.text))]
+    return min(named, key=lambda s: ((positions or [0] * len(sources))[s.chunk_rank], s.index), default=None)
 
 
 def neighbour(first: ScoredSentence, sentences: list[ScoredSentence], slot: str) -> ScoredSentence | None:

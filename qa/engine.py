@@ -29,7 +29,7 @@ from qa.evidence import refusal_model_for
 from qa.ingest import RemoveReport
 from qa.llm import LLMClient, endpoint_label
 from qa.loading import page_in
-from qa.overview import OverviewAnswerer, overview_nodes
+from qa.overview import OverviewAnswerer, overview_nodes, with_lead
 from qa.postprocessors import DiversityPostprocessor
 from qa.query import History, Query, QueryAnalyzer
 from qa.rerank import PassageReranker, make_reranker
@@ -74,8 +74,9 @@ class Pipeline:
         if self.reranker is not None:
             candidates = self.reranker.postprocess_nodes(candidates, query_bundle=query)
         with stage("diversity"):
-            return DiversityPostprocessor(top_k=top_k, max_similarity=settings.retrieval.duplicate_similarity,
-                                          max_per_source=settings.retrieval.max_per_source).postprocess_nodes(candidates)
+            nodes = DiversityPostprocessor(top_k=top_k, max_similarity=settings.retrieval.duplicate_similarity,
+                                           max_per_source=settings.retrieval.max_per_source).postprocess_nodes(candidates)
+        return with_lead(query, nodes, self.snapshot, top_k)
 
 
 def build_pipeline(settings: Settings, store: Store, embed_model: LocalEmbedding, llm: LLMClient | None,
@@ -94,18 +95,19 @@ def build_pipeline(settings: Settings, store: Store, embed_model: LocalEmbedding
     ]
     retriever = FusionRetriever(store, snapshot, analyzer, parts, k=r.rrf_k, candidates=r.candidates,
                                 reference_boost=r.reference_boost)
+    sentences = snapshot.sentences if snapshot.sentences is not None else store  # never the store's HNSW, if it can
     support = None
     if settings.answering.term_support:
         support = TermSupport(USEEmbedding(), snapshot.lexical.doc_share, settings.answering)
     refusal = refusal_model_for(embed_model.model_name) if settings.answering.refusal_model else None
     # The fitted sentence choice orders offline answers only, like the re-ranker below (an LLM's floor keeps its
     # anchor); its scores are refusal evidence in every mode.
-    offline = ExtractiveAnswerer(store, settings.answering, idf=snapshot.lexical.idf, support=support,
+    offline = ExtractiveAnswerer(sentences, settings.answering, idf=snapshot.lexical.idf, support=support,
                                  part_dims=embed_model.part_dims, refusal=refusal,
                                  choice=choice_model_for(embed_model.model_name),
                                  order_by_choice=llm is None and settings.answering.sentence_choice)
     answerer: Answerer = offline
-    overview: Answerer = OverviewAnswerer(store)
+    overview: Answerer = OverviewAnswerer(sentences)
     if llm is not None:
         from qa.generation import FallbackAnswerer, LLMAnswerer
         from qa.guard import AnswerGuard
@@ -117,7 +119,7 @@ def build_pipeline(settings: Settings, store: Store, embed_model: LocalEmbedding
     # Offline answers only: with an LLM the prompt keeps the fused order. The re-ranker was fitted and measured
     # on extractive answers; SmolLM2 (the real model of the tests) answers differently when the same sources
     # come in another order, and its floor's refusals moved on the LLM slice of the held-out set.
-    reranker = None if llm is not None else make_reranker(store, support, embed_model.model_name, r.rerank_depth)
+    reranker = None if llm is not None else make_reranker(sentences, support, embed_model.model_name, r.rerank_depth)
     return Pipeline(store, snapshot, analyzer, retriever, answerer, offline, overview, reranker)
 
 

@@ -15,7 +15,8 @@ from llama_index.core.schema import NodeWithScore
 from qa.answering import defuse_markers, node_to_source, quotable, refusal, stream_text
 from qa.query import Query
 from qa.schema import Answer, Citation
-from qa.store import Store
+from qa.sentences import SentenceReader
+from qa.text import lexical_terms
 
 INTRO = {  # (one document, several documents)
     "en": ("One document answers this; it opens with:", "{n} documents; each opens with:"),
@@ -45,12 +46,27 @@ def overview_nodes(query: Query, candidates: list[NodeWithScore], snapshot, top_
     return [NodeWithScore(node=snapshot.node(cid, None), score=1.0) for cid in chosen]
 
 
+def with_lead(query: Query, nodes: list[NodeWithScore], snapshot, top_k: int) -> list[NodeWithScore]:
+    """For "What is X?": the first document's lead chunk joins the passages when it names X, since an article
+    introduces a name at its first mention (it takes the last place, so the passages stay top_k)."""
+    if not query.defines or not nodes:
+        return nodes
+    info = snapshot.documents.get(nodes[0].node.metadata.get("source"))
+    if info is None or any(n.node.node_id == info.first_chunk for n in nodes):
+        return nodes
+    want = set(lexical_terms(query.defines))
+    if not want or not want <= set(lexical_terms(snapshot.texts[info.first_chunk])):
+        return nodes
+    kept = nodes[: top_k - 1] if len(nodes) >= top_k else nodes
+    return kept + [NodeWithScore(node=snapshot.node(info.first_chunk, None), score=float(kept[-1].score or 0.0))]
+
+
 class OverviewAnswerer:
     """Quotes the first quotable sentence of each given lead chunk, one citation each."""
 
     mode = "extractive"
 
-    def __init__(self, store: Store | None, sentence_source=None):
+    def __init__(self, store: SentenceReader | None, sentence_source=None):
         self.store = store
         self.sentence_source = sentence_source or self._stored
 

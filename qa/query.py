@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from llama_index.core.schema import QueryBundle
 
-from qa.answer_types import question_slot
+from qa.answer_types import defined_term, question_slot
 from qa.errors import ConfigError
 from qa.references import asks_for_overview, named_languages, named_sites
 from qa.snapshot import Bias, Centroids, DocumentInfo
@@ -92,6 +92,11 @@ class Query(QueryBundle):
     def slot(self) -> str:
         """The kind of answer asked for (qa.answer_types.SLOTS)."""
         return question_slot(self.question)
+
+    @cached_property
+    def defines(self) -> str:
+        """What the question only names, to be introduced ("Sora" for "What is Sora?"), or ""."""
+        return defined_term(self.question)
 
 
 def follow_up_text(question: str, language: str, history: list[tuple[str, str]]) -> str:

@@ -24,7 +24,7 @@ from llama_index.core.schema import NodeWithScore, QueryBundle
 
 from qa.evidence import fitted_for
 from qa.query import Query
-from qa.store import Store
+from qa.sentences import SentenceReader
 from qa.support import TermSupport
 from qa.timing import stage
 
@@ -72,7 +72,7 @@ def default_passage_model() -> PassageModel | None:
     return PassageModel.from_file(MODEL_PATH) if MODEL_PATH.is_file() else None
 
 
-def sentence_vectors(store: Store, chunk_ids: list[str]) -> dict[str, np.ndarray]:
+def sentence_vectors(store: SentenceReader, chunk_ids: list[str]) -> dict[str, np.ndarray]:
     """chunk id -> the stored vectors of its sentences (one row each)."""
     got = store.read_sentences(chunk_ids)
     grouped: dict[str, list] = {}
@@ -81,7 +81,7 @@ def sentence_vectors(store: Store, chunk_ids: list[str]) -> dict[str, np.ndarray
     return {cid: np.asarray(v, dtype=np.float32) for cid, v in grouped.items()}
 
 
-def passage_features(query: Query, nodes: Sequence[NodeWithScore], store: Store,
+def passage_features(query: Query, nodes: Sequence[NodeWithScore], store: SentenceReader,
                      support: TermSupport) -> list[dict[str, float]]:
     """PASSAGE_FEATURES of each node, in order (one read of their sentence vectors from the store)."""
     sentences = sentence_vectors(store, [n.node.node_id for n in nodes])
@@ -113,11 +113,11 @@ class PassageReranker(BaseNodePostprocessor):
     """
 
     depth: int = 10
-    _store: Store = PrivateAttr()
+    _store: SentenceReader = PrivateAttr()
     _support: TermSupport = PrivateAttr()
     _model: PassageModel = PrivateAttr()
 
-    def __init__(self, store: Store, support: TermSupport, model: PassageModel, depth: int = 10):
+    def __init__(self, store: SentenceReader, support: TermSupport, model: PassageModel, depth: int = 10):
         super().__init__(depth=depth)
         self._store, self._support, self._model = store, support, model
 
@@ -131,7 +131,7 @@ class PassageReranker(BaseNodePostprocessor):
         return [head[i] for i in order] + tail
 
 
-def make_reranker(store: Store, support: TermSupport | None, embedding: str, depth: int) -> PassageReranker | None:
+def make_reranker(store: SentenceReader, support: TermSupport | None, embedding: str, depth: int) -> PassageReranker | None:
     """The re-ranker for this engine, or None (fused order) when there is no model for its embedding."""
     model = default_passage_model()
     if model is None or support is None or depth < 2 or not fitted_for(model.embedding, embedding, "passage re-ranking"):

@@ -30,12 +30,13 @@ from llama_index.core.schema import TextNode
 
 from qa.lexical import LexicalIndex
 from qa.references import site_name
+from qa.sentences import ChunkSentences, SentenceTable
 from qa.store import DocRecord, Store
 
 log = logging.getLogger(__name__)
 
 PUBLIC_METADATA = ("source", "title", "language", "url", "date", "position", "pages")
-FORMAT = 1  # bump when the saved layout changes: older folders are then rebuilt, never misread
+FORMAT = 2  # bump when the saved layout changes: older folders are then rebuilt, never misread
 KEEP = 2  # saved snapshots kept per collection (a reader may still map the previous one)
 CENTRING_SAMPLE = 2000  # chunk vectors kept per language for language centring
 TEXT_CACHE = 4096  # chunk texts kept in memory per snapshot (fetched from Chroma on a miss)
@@ -152,6 +153,7 @@ class Snapshot:
     records: dict[str, DocRecord] = field(default_factory=dict)  # the manifest this snapshot was read from
     sample: list[str] = field(default_factory=list)  # ids of the chunks in the centring sample
     folder: Path | None = None  # where it is saved (None: in memory only)
+    sentences: SentenceTable | None = None  # the chunks' sentences (None: read from the store's collection)
 
     @classmethod
     def load(cls, store: Store, min_language_chunks: int = 5, folder: Path | None = None,
@@ -177,6 +179,8 @@ class Snapshot:
         snap = _build(store, manifest, key, min_language_chunks, previous)
         if home is not None and _save(snap, home):
             snap.folder = home
+            with contextlib.suppress(OSError, ValueError):  # read from the saved files: the built copy is freed
+                snap.sentences = SentenceTable.load(home / "sentences", snap.metadatas.row)
             _prune(folder, keep=home)
         return snap
 
@@ -272,7 +276,7 @@ def _build(store: Store, manifest: dict[str, DocRecord], key: str, min_chunks: i
            previous: "Snapshot | None") -> Snapshot:
     """Read (texts, metadata and vectors of) only the documents `previous` does not hold in the same version."""
     same = {}
-    if previous is not None:
+    if previous is not None and previous.sentences is not None:
         same = {s: r for s, r in manifest.items() if (old := previous.records.get(s)) is not None
                 and (old.file_hash, old.signature, old.chunk_ids) == (r.file_hash, r.signature, r.chunk_ids)
                 and all(cid in previous.metadatas for cid in r.chunk_ids)}
@@ -282,9 +286,11 @@ def _build(store: Store, manifest: dict[str, DocRecord], key: str, min_chunks: i
     vectors: dict[str, np.ndarray] = {}
     kept = {cid for src in same for cid in manifest[src].chunk_ids}
     in_sample = Counter(previous.metadatas[cid]["language"] for cid in previous.sample if cid in kept) if previous else Counter()
+    sentences: dict[str, ChunkSentences] = {}
     bar = _progress(len(todo))
     for i in range(0, len(todo), 1000):
         got = store.read_chunks(todo[i : i + 1000], with_embeddings=True)
+        sentences.update(_read_sentences(store, got["ids"]))
         for cid, text, md, emb in zip(got["ids"], got["documents"], got["metadatas"], got["embeddings"]):
             metas[cid] = _public_meta(md)
             texts[cid] = _lexical_text(metas[cid], text)
@@ -315,6 +321,13 @@ def _build(store: Store, manifest: dict[str, DocRecord], key: str, min_chunks: i
             if md.get("pages"):
                 pages[cid] = md["pages"]
     table = ChunkTable(ids, docs, doc_of, position, pages)
+    dim = next((c.vectors.shape[1] for c in sentences.values() if len(c.texts)), 0)
+    if not dim and previous is not None and previous.sentences is not None:
+        dim = previous.sentences.dim
+    empty = ChunkSentences([], np.zeros((0, dim), np.int8), np.zeros(0, np.float32))
+    chunk_sentences = [previous.sentences.chunk(cid) if table.source(cid) in same else sentences.get(cid, empty)
+                       for cid in ids]
+    sentence_table = SentenceTable.build(table.row, chunk_sentences, dim)
     lexical = LexicalIndex.build(ids, texts, reuse=previous.lexical if same else None)
     sample, sample_vectors = [], []
     if previous is not None and previous.centroids is not None:
@@ -329,9 +342,22 @@ def _build(store: Store, manifest: dict[str, DocRecord], key: str, min_chunks: i
     centroids = Centroids(np.asarray(sample_vectors, dtype=np.float16).reshape(len(sample), dim),
                           [table.docs[table.doc_of[table.row[c]]]["language"] for c in sample], min_chunks)
     snap = Snapshot(ChunkTexts(store, table), table, lexical, key, centroids, documents_of(table),
-                    {}, sample)
+                    {}, sample, sentences=sentence_table)
     snap.records = {s: r for s, r in manifest.items() if s in snap.documents}
     return snap
+
+
+def _read_sentences(store: Store, chunk_ids: list[str]) -> dict[str, ChunkSentences]:
+    """chunk id -> its sentences from the store's sentence collection (the store of record)."""
+    got = store.read_sentences(list(chunk_ids))
+    grouped: dict[str, list[tuple[int, str, Any]]] = {}
+    for text, md, emb in zip(got["documents"], got["metadatas"], got["embeddings"]):
+        grouped.setdefault(md["chunk_id"], []).append((int(md.get("index") or 0), text or "", emb))
+    out = {}
+    for cid, rows in grouped.items():
+        rows.sort(key=lambda r: r[0])
+        out[cid] = ChunkSentences.of([t for _, t, _ in rows], [e for _, _, e in rows], len(rows[0][2]))
+    return out
 
 
 def _progress(total: int):
@@ -353,6 +379,8 @@ def _save(snap: Snapshot, home: Path) -> bool:
         tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=home.parent))
         snap.lexical.save(tmp / "lexical")
         np.save(tmp / "centring.npy", snap.centroids.all if snap.centroids is not None else np.zeros((0, 0)))
+        if snap.sentences is not None:
+            snap.sentences.save(tmp / "sentences")
         (tmp / "snapshot.json").write_text(json.dumps({
             "manifest_key": snap.manifest_key, "chunks": snap.metadatas.to_json(), "sample": snap.sample,
             "records": {s: r.metadata() for s, r in snap.records.items()},
@@ -376,6 +404,7 @@ def _load_saved(home: Path, store: Store, key: str | None, min_chunks: int) -> S
         table = ChunkTable.from_json(meta["chunks"])
         lexical = LexicalIndex.load(home / "lexical")
         vectors = np.load(home / "centring.npy")
+        sentences = SentenceTable.load(home / "sentences", table.row)
     except (OSError, ValueError, KeyError, TypeError):
         return None
     sample = meta["sample"]
@@ -383,7 +412,7 @@ def _load_saved(home: Path, store: Store, key: str | None, min_chunks: int) -> S
                           [table[c]["language"] for c in sample], min_chunks)
     records = {s: DocRecord.from_record(s, md) for s, md in meta["records"].items()}
     snap = Snapshot(ChunkTexts(store, table), table, lexical, meta["manifest_key"], centroids,
-                    documents_of(table), records, sample, home)
+                    documents_of(table), records, sample, home, sentences)
     return snap
 
 

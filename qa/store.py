@@ -25,6 +25,7 @@ from qa.settings import Settings
 
 SCHEMA_VERSION = 1
 _BATCH = 2000
+_MANIFEST_PAGE = 2000  # manifest records per read
 
 
 @dataclass
@@ -227,9 +228,15 @@ class Store:
         col = self._get("__docs")
         if col is None:
             return {}
+        out: dict[str, DocRecord] = {}
         with _wrap("reading the manifest", self.settings):
-            got = col.get(include=["metadatas"])
-        return {i: DocRecord.from_record(i, md or {}) for i, md in zip(got["ids"], got["metadatas"])}
+            # The ids, then their records in pages: one get of 20k records costs Chroma ~350 MB of peak memory,
+            # this about 100 MB. By id, not by offset: a record another process deletes meanwhile is just absent.
+            ids = col.get(include=[])["ids"]
+            for i in range(0, len(ids), _MANIFEST_PAGE):
+                got = col.get(ids=ids[i : i + _MANIFEST_PAGE], include=["metadatas"])
+                out.update((k, DocRecord.from_record(k, md or {})) for k, md in zip(got["ids"], got["metadatas"]))
+        return out
 
     def commit_document(self, record: DocRecord) -> None:
         with _wrap("writing the manifest", self.settings):
@@ -335,6 +342,13 @@ class Store:
             n = max(1, min(n, col.count()))
             return col.query(query_embeddings=[embedding], n_results=n, where=where,
                              include=["documents", "metadatas", "distances", "embeddings"])
+
+    def query_chunk_ids(self, embedding: list[float], n: int, where: dict | None = None) -> list[str]:
+        """The ids of the n chunks nearest to embedding, nearest first (nothing else is read)."""
+        with _wrap("searching the store", self.settings):
+            col = self._get()
+            n = max(1, min(n, col.count()))
+            return col.query(query_embeddings=[embedding], n_results=n, where=where, include=[])["ids"][0]
 
     def query_sentences(self, embedding: list[float], n: int, where: dict | None = None) -> dict[str, Any]:
         with _wrap("searching the store", self.settings):

@@ -120,3 +120,34 @@ def test_stream_text_yields_sentences_then_the_answer():
     answer = Answer("Un. [1] Deux. [2]")
     events = list(stream_text(answer))
     assert events[-1] is answer and "".join(events[:-1]) == answer.text
+
+
+@pytest.mark.parametrize("question, term", [
+    ("What is Sora?", "Sora"), ("Who is Mira Murati?", "Mira Murati"), ("Qu'est-ce que Sora ?", "Sora"),
+    ("Qui est Neal Mohan ?", "Neal Mohan"), ("ما هو سورا؟", "سورا"), ("Sora是什么？", "Sora"), ("谁是梅尔菲伯爵？", "梅尔菲伯爵"),
+    ("Was ist Internet2?", "Internet2"),
+    # they ask for more than an introduction
+    ("What is the price of Sora?", ""), ("What is Sora able to do?", ""), ("Who leaked Sora?", ""),
+    ("What is it?", ""), ("伊斯兰国的领导者是谁？", ""), ("ما هو سعر الاشتراك الشهري في سورا؟", ""),
+])
+def test_a_question_that_only_names_something_asks_for_its_introduction(question, term):
+    from qa.answer_types import defined_term
+
+    assert defined_term(question) == term
+
+
+def test_what_is_x_quotes_the_first_mention_in_the_best_document_then_its_best_sentence():
+    nodes = [node("a1", "a.txt", "Sora coûte cher à produire."), node("a0", "a.txt", "Le modèle vidéo Sora d’OpenAI."),
+             node("b", "b.txt", "Sora ailleurs.")]
+    for n, position in zip(nodes, (3, 0, 0)):
+        n.node.metadata["position"] = position
+    rows = [("Sora coûte cher à produire, selon OpenAI.", "a1", unit(1, 0.1, 0, 0)),
+            ("Le modèle vidéo Sora d’OpenAI crée des vidéos.", "a0", unit(1, 0, 0.8, 0)),
+            ("Ce texte parle de Sora ailleurs.", "b", unit(1, 0, 0, 0.9))]
+    defined = answerer(rows, margin=1.0).answer(query("Qu'est-ce que Sora ?"), nodes)
+    assert [c.snippet for c in defined.citations] == ["Le modèle vidéo Sora d’OpenAI crée des vidéos.",
+                                                      "Sora coûte cher à produire, selon OpenAI."]
+    asked = answerer(rows, margin=1.0).answer(query("Que coûte Sora ?"), nodes)  # not a definition: best first
+    assert asked.citations[0].snippet == "Sora coûte cher à produire, selon OpenAI."
+    unnamed = answerer(rows, margin=1.0).answer(query("Qu'est-ce que Kubernetes ?"), nodes)  # named nowhere
+    assert unnamed.citations[0].snippet == "Sora coûte cher à produire, selon OpenAI."

@@ -123,3 +123,19 @@ def test_cli_ask_prints_answer_and_sources(seeded, monkeypatch, capsys):
     assert cli_main(["ask", "   "]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: the question is empty") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("question", ["What is Sora?", "Qu'est-ce que Sora ?", "Sora是什么？"])
+def test_what_is_x_is_answered_by_how_an_article_introduces_it(engine, question):
+    """The issue's example: "What is Sora?" used to quote a sentence about release dates."""
+    answer = engine.ask(question)
+    assert not answer.refused
+    first = next(s for s in answer.sources if s.chunk_id == answer.citations[0].chunk_id)
+    position = engine.snapshot.metadatas[first.chunk_id]["position"]
+    assert position == 0 and "Sora" in answer.citations[0].snippet
+
+
+def test_who_is_x_quotes_the_sentence_that_introduces_the_person(engine):
+    answer = engine.ask("Who is Neal Mohan?")
+    assert not answer.refused and "Neal Mohan" in answer.citations[0].snippet
+    assert "YouTube" in answer.citations[0].snippet  # "Neal Mohan, PDG de YouTube"

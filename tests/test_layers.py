@@ -7,7 +7,7 @@ from conftest import ROOT
 LAYERS = [
     ["errors", "settings", "schema", "timing"],
     ["text", "readers", "loading", "chunking", "answer_types", "references"],
-    ["embeddings", "store", "lexical", "snapshot", "documents"],
+    ["embeddings", "store", "lexical", "sentences", "snapshot", "documents"],
     ["uploads", "ingest"],
     ["query", "retrievers", "postprocessors", "support", "rerank", "evidence", "choice", "answering", "overview"],
     ["llm", "guard", "generation"],
