@@ -360,12 +360,16 @@ def introduction(term: str, first: ScoredSentence, sentences: list[ScoredSentenc
                  positions: list[int] | None) -> ScoredSentence | None:
     """The earliest retrieved sentence of first's document that names `term` (news text introduces a name at
     its first mention), or None when none names it literally."""
-    want = set(lexical_terms(term))
-    if not want:
-        return None
     doc = sources[first.chunk_rank].source
-    named = [s for s in sentences if sources[s.chunk_rank].source == doc and want <= set(lexical_terms(s.text))]
-    return min(named, key=lambda s: ((positions or [0] * len(sources))[s.chunk_rank], s.index), default=None)
+    named = [s for s in sentences if sources[s.chunk_rank].source == doc and names(term, s.text)]
+    position = positions or [0] * len(sources)
+    return min(named, key=lambda s: (position[s.chunk_rank], s.index), default=None)
+
+
+def names(term: str, text: str) -> bool:
+    """Whether text holds every word of term, literally (folded)."""
+    want = set(lexical_terms(term))
+    return bool(want) and want <= set(lexical_terms(text))
 
 
 def neighbour(first: ScoredSentence, sentences: list[ScoredSentence], slot: str) -> ScoredSentence | None:

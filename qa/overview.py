@@ -12,11 +12,10 @@ from collections.abc import Iterator
 
 from llama_index.core.schema import NodeWithScore
 
-from qa.answering import defuse_markers, node_to_source, quotable, refusal, stream_text
+from qa.answering import defuse_markers, names, node_to_source, quotable, refusal, stream_text
 from qa.query import Query
 from qa.schema import Answer, Citation
 from qa.sentences import SentenceReader
-from qa.text import lexical_terms
 
 INTRO = {  # (one document, several documents)
     "en": ("One document answers this; it opens with:", "{n} documents; each opens with:"),
@@ -54,8 +53,7 @@ def with_lead(query: Query, nodes: list[NodeWithScore], snapshot, top_k: int) ->
     info = snapshot.documents.get(nodes[0].node.metadata.get("source"))
     if info is None or any(n.node.node_id == info.first_chunk for n in nodes):
         return nodes
-    want = set(lexical_terms(query.defines))
-    if not want or not want <= set(lexical_terms(snapshot.texts[info.first_chunk])):
+    if not names(query.defines, snapshot.texts[info.first_chunk]):
         return nodes
     kept = nodes[: top_k - 1] if len(nodes) >= top_k else nodes
     return kept + [NodeWithScore(node=snapshot.node(info.first_chunk, None), score=float(kept[-1].score or 0.0))]
