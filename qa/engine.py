@@ -96,7 +96,7 @@ def build_pipeline(settings: Settings, store: Store, embed_model: LocalEmbedding
     retriever = FusionRetriever(store, snapshot, analyzer, parts, k=r.rrf_k, candidates=r.candidates,
                                 reference_boost=r.reference_boost)
     # The snapshot's sentence table: reading the store's sentence collection would load its whole HNSW index.
-    sentences = snapshot.sentences if snapshot.sentences is not None else store
+    sentences = snapshot.sentences
     support = None
     if settings.answering.term_support:
         support = TermSupport(USEEmbedding(), snapshot.lexical.doc_share, settings.answering)

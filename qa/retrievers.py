@@ -76,22 +76,14 @@ class SentenceRetriever(_SnapshotRetriever):
 
     def search(self, query: Query) -> list[RankedNode]:
         with stage("dense_search"):
-            best: dict[str, float] = {}
-            if self.snapshot.sentences is None:  # a snapshot without its sentence table: the store's own index
-                got = self.store.query_sentences(query.ranking_vector.tolist(), 3 * self.candidates, where=query.where)
-                for md, dist in zip(got["metadatas"][0], got["distances"][0]):
-                    cid = md["chunk_id"]
-                    if cid in self.snapshot.metadatas and cid not in best and query.permits(self.snapshot.metadatas.source(cid)):
-                        best[cid] = 1.0 - float(dist)
-            else:
-                # The best 3 x candidates sentences, as the store's own index would give them, but among the
-                # sentences of the 3 x candidates chunks nearest by chunk vector (all chunks of a small corpus):
-                # a question reads a few hundred rows of the memory-mapped table instead of loading an HNSW
-                # index of every sentence in the corpus.
-                got = self.store.query_chunk_ids(query.ranking_vector.tolist(), 3 * self.candidates, where=query.where)
-                ids = [cid for cid in got if cid in self.snapshot.metadatas
-                       and query.permits(self.snapshot.metadatas.source(cid))]
-                best = self.snapshot.sentences.best(query.ranking_vector, ids, sentences=3 * self.candidates)
+            # The best 3 x candidates sentences, as an index of all sentences would give them, but among the
+            # sentences of the 3 x candidates chunks nearest by chunk vector (all chunks of a small corpus): a
+            # question reads a few hundred rows of the snapshot's table instead of Chroma loading an HNSW index
+            # of every sentence in the corpus.
+            got = self.store.query_chunk_ids(query.ranking_vector.tolist(), 3 * self.candidates, where=query.where)
+            ids = [cid for cid in got if cid in self.snapshot.metadatas
+                   and query.permits(self.snapshot.metadatas.source(cid))]
+            best = self.snapshot.sentences.best(query.ranking_vector, ids, sentences=3 * self.candidates)
             self.snapshot.texts.prefetch(list(best))
             return [RankedNode(node=self.snapshot.node(cid, None), score=s, scores={"sentence": s})
                     for cid, s in sorted(best.items(), key=lambda kv: kv[1], reverse=True)]

@@ -147,13 +147,13 @@ class Snapshot:
     texts: ChunkTexts
     metadatas: ChunkTable
     lexical: LexicalIndex
+    sentences: SentenceTable  # the chunks' sentences: readers never open the store's sentence collection
     manifest_key: str = ""
     centroids: Centroids | None = None
     documents: dict[str, DocumentInfo] = field(default_factory=dict)
     records: dict[str, DocRecord] = field(default_factory=dict)  # the manifest this snapshot was read from
     sample: list[str] = field(default_factory=list)  # ids of the chunks in the centring sample
     folder: Path | None = None  # where it is saved (None: in memory only)
-    sentences: SentenceTable | None = None  # the chunks' sentences (None: read from the store's collection)
 
     @classmethod
     def load(cls, store: Store, min_language_chunks: int = 5, folder: Path | None = None,
@@ -276,7 +276,7 @@ def _build(store: Store, manifest: dict[str, DocRecord], key: str, min_chunks: i
            previous: "Snapshot | None") -> Snapshot:
     """Read (texts, metadata and vectors of) only the documents `previous` does not hold in the same version."""
     same = {}
-    if previous is not None and previous.sentences is not None:
+    if previous is not None:
         same = {s: r for s, r in manifest.items() if (old := previous.records.get(s)) is not None
                 and (old.file_hash, old.signature, old.chunk_ids) == (r.file_hash, r.signature, r.chunk_ids)
                 and all(cid in previous.metadatas for cid in r.chunk_ids)}
@@ -322,7 +322,7 @@ def _build(store: Store, manifest: dict[str, DocRecord], key: str, min_chunks: i
                 pages[cid] = md["pages"]
     table = ChunkTable(ids, docs, doc_of, position, pages)
     dim = next((c.vectors.shape[1] for c in sentences.values() if len(c.texts)), 0)
-    if not dim and previous is not None and previous.sentences is not None:
+    if not dim and previous is not None:
         dim = previous.sentences.dim
     empty = ChunkSentences([], np.zeros((0, dim), np.int8), np.zeros(0, np.float32))
     chunk_sentences = [previous.sentences.chunk(cid) if table.source(cid) in same else sentences.get(cid, empty)
@@ -341,8 +341,8 @@ def _build(store: Store, manifest: dict[str, DocRecord], key: str, min_chunks: i
     dim = len(sample_vectors[0]) if sample_vectors else 0
     centroids = Centroids(np.asarray(sample_vectors, dtype=np.float16).reshape(len(sample), dim),
                           [table.docs[table.doc_of[table.row[c]]]["language"] for c in sample], min_chunks)
-    snap = Snapshot(ChunkTexts(store, table), table, lexical, key, centroids, documents_of(table),
-                    {}, sample, sentences=sentence_table)
+    snap = Snapshot(ChunkTexts(store, table), table, lexical, sentence_table, key, centroids, documents_of(table),
+                    {}, sample)
     snap.records = {s: r for s, r in manifest.items() if s in snap.documents}
     return snap
 
@@ -379,8 +379,7 @@ def _save(snap: Snapshot, home: Path) -> bool:
         tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=home.parent))
         snap.lexical.save(tmp / "lexical")
         np.save(tmp / "centring.npy", snap.centroids.all if snap.centroids is not None else np.zeros((0, 0)))
-        if snap.sentences is not None:
-            snap.sentences.save(tmp / "sentences")
+        snap.sentences.save(tmp / "sentences")
         (tmp / "snapshot.json").write_text(json.dumps({
             "manifest_key": snap.manifest_key, "chunks": snap.metadatas.to_json(), "sample": snap.sample,
             "records": {s: r.metadata() for s, r in snap.records.items()},
@@ -411,8 +410,8 @@ def _load_saved(home: Path, store: Store, key: str | None, min_chunks: int) -> S
     centroids = Centroids(vectors.reshape(len(sample), -1) if len(sample) else vectors,
                           [table[c]["language"] for c in sample], min_chunks)
     records = {s: DocRecord.from_record(s, md) for s, md in meta["records"].items()}
-    snap = Snapshot(ChunkTexts(store, table), table, lexical, meta["manifest_key"], centroids,
-                    documents_of(table), records, sample, home, sentences)
+    snap = Snapshot(ChunkTexts(store, table), table, lexical, sentences, meta["manifest_key"], centroids,
+                    documents_of(table), records, sample, home)
     return snap
 
 

@@ -25,7 +25,6 @@ from qa.settings import Settings
 
 SCHEMA_VERSION = 1
 _BATCH = 2000
-_MANIFEST_PAGE = 2000  # manifest records per read
 
 
 @dataclass
@@ -233,8 +232,8 @@ class Store:
             # The ids, then their records in pages: one get of 20k records costs Chroma ~350 MB of peak memory,
             # this about 100 MB. By id, not by offset: a record another process deletes meanwhile is just absent.
             ids = col.get(include=[])["ids"]
-            for i in range(0, len(ids), _MANIFEST_PAGE):
-                got = col.get(ids=ids[i : i + _MANIFEST_PAGE], include=["metadatas"])
+            for i in range(0, len(ids), _BATCH):
+                got = col.get(ids=ids[i : i + _BATCH], include=["metadatas"])
                 out.update((k, DocRecord.from_record(k, md or {})) for k, md in zip(got["ids"], got["metadatas"]))
         return out
 
@@ -350,8 +349,3 @@ class Store:
             n = max(1, min(n, col.count()))
             return col.query(query_embeddings=[embedding], n_results=n, where=where, include=[])["ids"][0]
 
-    def query_sentences(self, embedding: list[float], n: int, where: dict | None = None) -> dict[str, Any]:
-        with _wrap("searching the store", self.settings):
-            col = self._get("__sent")
-            n = max(1, min(n, col.count()))
-            return col.query(query_embeddings=[embedding], n_results=n, where=where, include=["metadatas", "distances"])

